@@ -1,0 +1,1 @@
+//! Edge WAF (see issue "Edge WAF and caching layers").

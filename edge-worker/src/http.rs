@@ -1,0 +1,206 @@
+//! Plain request and response heads the pipeline works on. Bodies are not
+//! part of them: the worker streams bodies straight through.
+
+use std::net::IpAddr;
+
+/// An ordered list of headers with case-insensitive names (stored lowercase).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    /// An empty list.
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    /// Builds a list from name/value pairs.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut h = Headers::new();
+        for (k, v) in pairs {
+            h.append(k, v);
+        }
+        h
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Adds a value, keeping existing ones.
+    pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0
+            .push((name.into().to_ascii_lowercase(), value.into()));
+    }
+
+    /// Replaces every value of `name` with `value`.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.remove(name);
+        self.append(name, value);
+    }
+
+    /// Removes every value of `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+
+    /// Iterates over (lowercase name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What the pipeline knows about an incoming request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestHead {
+    /// Upper-case method.
+    pub method: String,
+    /// `http` or `https`, as the client connected.
+    pub scheme: String,
+    /// Lowercase host without port.
+    pub host: String,
+    /// Port if the URL had an explicit one.
+    pub port: Option<u16>,
+    /// Path, starting with `/`, as received (not decoded).
+    pub path: String,
+    /// Query string without `?`, if any.
+    pub query: Option<String>,
+    /// Request headers as received.
+    pub headers: Headers,
+    /// The client's address (`CF-Connecting-IP`).
+    pub client_ip: Option<IpAddr>,
+}
+
+impl RequestHead {
+    /// Parses the parts of an absolute URL (`scheme://host[:port]/path[?query]`).
+    pub fn from_url(method: &str, url: &str, headers: Headers) -> Option<RequestHead> {
+        let (scheme, rest) = url.split_once("://")?;
+        let (authority, path_query) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path_query = path_query.split('#').next().unwrap_or("/");
+        let (path, query) = match path_query.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (path_query, None),
+        };
+        let (host, port) = split_authority(authority)?;
+        let client_ip = headers
+            .get("cf-connecting-ip")
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        Some(RequestHead {
+            method: method.to_ascii_uppercase(),
+            scheme: scheme.to_ascii_lowercase(),
+            host,
+            port,
+            path: path.to_string(),
+            query,
+            headers,
+            client_ip,
+        })
+    }
+
+    /// `path[?query]`.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+
+    /// `host[:port]` as the client addressed it.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{}", self.host, p),
+            None => self.host.clone(),
+        }
+    }
+
+    /// Whether this is a WebSocket upgrade request.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.headers
+            .get("upgrade")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+    }
+}
+
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    // Drop any userinfo.
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None => None,
+        };
+        return Some((format!("[{}]", host.to_ascii_lowercase()), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_ascii_lowercase(), Some(p.parse().ok()?))),
+        None => Some((authority.to_ascii_lowercase(), None)),
+    }
+}
+
+/// A response's status and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: Headers,
+}
+
+impl ResponseHead {
+    /// Whether the body is HTML.
+    pub fn is_html(&self) -> bool {
+        self.headers.get("content-type").is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/html")
+        })
+    }
+}
+
+/// A response the worker makes itself (redirects, errors, health).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synthetic {
+    /// Status and headers.
+    pub head: ResponseHead,
+    /// The whole body.
+    pub body: String,
+}
+
+impl Synthetic {
+    /// A response with the given status, content type and body.
+    pub fn new(status: u16, content_type: &str, body: String) -> Synthetic {
+        let mut headers = Headers::new();
+        headers.set("content-type", content_type);
+        Synthetic {
+            head: ResponseHead { status, headers },
+            body,
+        }
+    }
+}

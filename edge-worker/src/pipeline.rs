@@ -1,0 +1,314 @@
+//! The request pipeline: an ordered list of layers, each implementing
+//! [`Layer`]. Requests pass through the layers in order, responses in reverse
+//! order. A layer can answer by itself ([`Flow::Respond`]), which skips the
+//! origin and the later layers' request phase.
+//!
+//! The pipeline decides; the worker binding performs the I/O (fetching the
+//! upstream, streaming bodies) between the request and response phases.
+
+use crate::active::ActiveConfig;
+use crate::config::{Phase, RouteClass};
+use crate::errors::{self, EdgeError};
+use crate::forwarding::{self, AccessToken};
+use crate::http::{Headers, RequestHead, ResponseHead, Synthetic};
+use crate::redirect;
+use crate::router::{self, scope_matches};
+
+/// What the worker must send upstream, decided by the routing layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequest {
+    /// The upstream's name in the config.
+    pub upstream: String,
+    /// Service binding to use if bound.
+    pub service: Option<String>,
+    /// Var holding the base URL.
+    pub url_var: Option<String>,
+    /// `path[?query]` to append to the base URL.
+    pub path_and_query: String,
+    /// Headers to send.
+    pub headers: Headers,
+    /// Response-header timeout.
+    pub timeout_ms: u32,
+    /// Whether this is a WebSocket upgrade to pass through.
+    pub websocket: bool,
+}
+
+/// Per-request state shared by the layers.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The configuration in force.
+    pub active: &'a ActiveConfig,
+    /// The request id (also sent as `x-request-id`).
+    pub request_id: String,
+    /// The route's class, for error rendering; `Page` until routed.
+    pub class: RouteClass,
+    /// The matched route's name.
+    pub route: Option<String>,
+    /// What to send upstream, once routed.
+    pub upstream: Option<UpstreamRequest>,
+    /// The Access service token, if the secrets are set.
+    pub access_token: Option<AccessToken>,
+    /// Version string for the health endpoint.
+    pub version: &'a str,
+}
+
+/// What a layer's request phase decided.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on to the next layer.
+    Continue,
+    /// Answer with this response.
+    Respond(Synthetic),
+}
+
+/// One concern of the edge.
+pub trait Layer {
+    /// Name used in logs.
+    fn name(&self) -> &'static str;
+    /// Request phase.
+    fn on_request(&self, _cx: &mut Context<'_>, _req: &RequestHead) -> Flow {
+        Flow::Continue
+    }
+    /// Response phase (origin responses and the worker's own alike).
+    fn on_response(&self, _cx: &Context<'_>, _req: &RequestHead, _resp: &mut ResponseHead) {}
+}
+
+/// Sets `x-request-id` on every response.
+pub struct RequestIdLayer;
+
+impl Layer for RequestIdLayer {
+    fn name(&self) -> &'static str {
+        "request-id"
+    }
+    fn on_response(&self, cx: &Context<'_>, _req: &RequestHead, resp: &mut ResponseHead) {
+        resp.headers.set("x-request-id", cx.request_id.clone());
+    }
+}
+
+/// The request id: Cloudflare's `cf-ray` when present, else the fallback
+/// (random, supplied by the runtime).
+pub fn request_id(req: &RequestHead, fallback: impl FnOnce() -> String) -> String {
+    req.headers
+        .get("cf-ray")
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(fallback)
+}
+
+/// `/__edge/health`: version and config hash.
+pub struct HealthLayer;
+
+/// The health endpoint's path.
+pub const HEALTH_PATH: &str = "/__edge/health";
+
+impl Layer for HealthLayer {
+    fn name(&self) -> &'static str {
+        "health"
+    }
+    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+        if req.path != HEALTH_PATH {
+            return Flow::Continue;
+        }
+        cx.class = RouteClass::Api;
+        let body = serde_json::json!({
+            "status": "ok",
+            "version": cx.version,
+            "config_hash": cx.active.hash,
+            "config_source": cx.active.source.as_str(),
+        });
+        let mut resp = Synthetic::new(200, "application/json", body.to_string());
+        resp.head.headers.set("cache-control", "no-store");
+        Flow::Respond(resp)
+    }
+}
+
+/// Redirect rules.
+pub struct RedirectLayer;
+
+impl Layer for RedirectLayer {
+    fn name(&self) -> &'static str {
+        "redirect"
+    }
+    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+        match redirect::evaluate(&cx.active.config.redirects, req) {
+            Some(to) => {
+                let mut resp =
+                    Synthetic::new(to.status, "text/plain; charset=utf-8", String::new());
+                resp.head.headers.set("location", to.location);
+                Flow::Respond(resp)
+            }
+            None => Flow::Continue,
+        }
+    }
+}
+
+/// Routing and forwarding: picks the upstream and builds the upstream
+/// request's headers; sanitises responses.
+pub struct RoutingLayer;
+
+impl Layer for RoutingLayer {
+    fn name(&self) -> &'static str {
+        "routing"
+    }
+    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+        let Some(m) = router::match_route(&cx.active.config, &req.host, &req.path) else {
+            return Flow::Respond(errors::render(EdgeError::NoRoute, cx.class, &cx.request_id));
+        };
+        cx.class = m.route.class;
+        cx.route = Some(m.route.name.clone());
+        let websocket = m.route.websocket && req.is_websocket_upgrade();
+        let access = if m.upstream.access_service_token {
+            cx.access_token.as_ref()
+        } else {
+            None
+        };
+        let headers = forwarding::upstream_request_headers(req, websocket, access);
+        cx.upstream = Some(UpstreamRequest {
+            upstream: m.route.upstream.clone(),
+            service: m.upstream.service.clone(),
+            url_var: m.upstream.url_var.clone(),
+            path_and_query: req.path_and_query(),
+            headers,
+            timeout_ms: m.upstream.timeout_ms,
+            websocket,
+        });
+        Flow::Continue
+    }
+    fn on_response(&self, _cx: &Context<'_>, _req: &RequestHead, resp: &mut ResponseHead) {
+        forwarding::sanitize_response(resp);
+    }
+}
+
+/// Configured request and response header rules.
+pub struct HeaderRulesLayer;
+
+impl Layer for HeaderRulesLayer {
+    fn name(&self) -> &'static str {
+        "header-rules"
+    }
+    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+        let rules = &cx.active.config.headers;
+        if let Some(up) = cx.upstream.as_mut() {
+            for rule in rules.iter().filter(|r| r.phase == Phase::Request) {
+                if scope_matches(&rule.hosts, &rule.paths, &req.host, &req.path) {
+                    for name in &rule.remove {
+                        up.headers.remove(name);
+                    }
+                    for (name, value) in &rule.set {
+                        up.headers.set(name, value.clone());
+                    }
+                }
+            }
+        }
+        Flow::Continue
+    }
+    fn on_response(&self, cx: &Context<'_>, req: &RequestHead, resp: &mut ResponseHead) {
+        for rule in cx
+            .active
+            .config
+            .headers
+            .iter()
+            .filter(|r| r.phase == Phase::Response)
+        {
+            if scope_matches(&rule.hosts, &rule.paths, &req.host, &req.path) {
+                for name in &rule.remove {
+                    resp.headers.remove(name);
+                }
+                for (name, value) in &rule.set {
+                    resp.headers.set(name, value.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Security headers on HTML responses.
+pub struct SecurityHeadersLayer;
+
+impl Layer for SecurityHeadersLayer {
+    fn name(&self) -> &'static str {
+        "security-headers"
+    }
+    fn on_response(&self, cx: &Context<'_>, _req: &RequestHead, resp: &mut ResponseHead) {
+        forwarding::add_security_headers(&cx.active.config.security_headers, resp);
+    }
+}
+
+/// The edge's layers in order.
+pub struct Pipeline {
+    layers: Vec<Box<dyn Layer>>,
+}
+
+/// The result of the request phase.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The worker answers itself.
+    Respond(Synthetic),
+    /// Fetch this from the upstream, then run [`Pipeline::respond`].
+    Forward(UpstreamRequest),
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::standard()
+    }
+}
+
+impl Pipeline {
+    /// The standard layers, in request order: request id, security headers
+    /// (response phase only), health, redirects, routing, header rules.
+    pub fn standard() -> Pipeline {
+        Pipeline {
+            layers: vec![
+                Box::new(RequestIdLayer),
+                Box::new(SecurityHeadersLayer),
+                Box::new(HealthLayer),
+                Box::new(RedirectLayer),
+                Box::new(RoutingLayer),
+                Box::new(HeaderRulesLayer),
+            ],
+        }
+    }
+
+    /// A pipeline of the given layers.
+    pub fn new(layers: Vec<Box<dyn Layer>>) -> Pipeline {
+        Pipeline { layers }
+    }
+
+    /// Layer names in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.layers.iter().map(|l| l.name()).collect()
+    }
+
+    /// Runs the request phase. A synthetic answer has already been through the
+    /// response phase of every layer.
+    pub fn request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Outcome {
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let Flow::Respond(mut resp) = layer.on_request(cx, req) {
+                // Only the layers that saw the request see its response.
+                for l in self.layers[..=i].iter().rev() {
+                    l.on_response(cx, req, &mut resp.head);
+                }
+                return Outcome::Respond(resp);
+            }
+        }
+        match cx.upstream.clone() {
+            Some(up) => Outcome::Forward(up),
+            None => Outcome::Respond(self.error(cx, req, EdgeError::NoRoute)),
+        }
+    }
+
+    /// Runs the response phase on an upstream's response head.
+    pub fn respond(&self, cx: &Context<'_>, req: &RequestHead, resp: &mut ResponseHead) {
+        for layer in self.layers.iter().rev() {
+            layer.on_response(cx, req, resp);
+        }
+    }
+
+    /// An error response for this request, through the response phase.
+    pub fn error(&self, cx: &Context<'_>, req: &RequestHead, err: EdgeError) -> Synthetic {
+        let mut resp = errors::render(err, cx.class, &cx.request_id);
+        self.respond(cx, req, &mut resp.head);
+        resp
+    }
+}

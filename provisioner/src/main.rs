@@ -1,0 +1,3 @@
+fn main() {
+    println!("provisioner: not yet implemented");
+}

@@ -1,0 +1,2 @@
+//! The local sample origins (crate `shopedge-origins`, in `tests/origins/`).
+pub use shopedge_origins::*;
