@@ -27,7 +27,7 @@ test: setup
 	@bash scripts/test.sh
 
 bench-edge: build-worker
-	@cargo run --quiet --release -p shopedge-tests --bin bench-edge
+	@cargo run --quiet --release -p shopedge-origins --bin bench-edge
 
 fmt:
 	cargo fmt --all

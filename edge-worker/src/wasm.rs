@@ -49,6 +49,7 @@ struct CachedConfig {
 }
 
 thread_local! {
+    static PIPELINE: Rc<Pipeline> = Rc::new(Pipeline::standard());
     static BUILTIN: RefCell<Option<Rc<ActiveConfig>>> = const { RefCell::new(None) };
     static CURRENT: RefCell<Option<CachedConfig>> = const { RefCell::new(None) };
 }
@@ -277,7 +278,7 @@ async fn fetch(req: Request, env: Env, _ctx: worker::Context) -> Result<Response
     let method = sys.method();
     let head_only = method.eq_ignore_ascii_case("HEAD");
     let headers = headers_from_sys(&sys.headers());
-    let pipeline = Pipeline::standard();
+    let pipeline = PIPELINE.with(Rc::clone);
     let active = active_config(&env).await?;
     let Some(head) = RequestHead::from_url(&method, &sys.url(), headers) else {
         let s = crate::errors::render(EdgeError::BadRequest, RouteClass::Page, &random_uuid());

@@ -3,7 +3,6 @@
 //! and the test context that starts them.
 
 pub mod cloudflare_fake;
-pub mod edge_harness;
 pub mod hetzner_fake;
 pub mod kube_fake;
 pub mod origins;

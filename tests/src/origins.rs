@@ -1,2 +1,3 @@
-//! The local sample origins (crate `shopedge-origins`, in `tests/origins/`).
+//! The local sample origins and the edge harness (crate `shopedge-origins`,
+//! in `tests/origins/`).
 pub use shopedge_origins::*;

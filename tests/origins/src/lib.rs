@@ -5,6 +5,8 @@
 //! Both record every request they receive (method, path, headers), so tests
 //! can assert what reached which origin.
 
+pub mod edge_harness;
+
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};

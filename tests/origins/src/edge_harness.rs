@@ -5,8 +5,7 @@
 //! `make test` runs first); tools come from `target/tools.env`
 //! (`scripts/setup.sh`).
 
-use crate::origins::{self, Kind, Origin};
-use crate::shared_data::repo_root;
+use crate::{self as origins, Kind, Origin};
 use anyhow::{anyhow, bail, Context as _};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -16,21 +15,44 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // tests/origins -> repository root
+    manifest
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
+}
+
 /// A value of `target/tools.env`.
 pub fn tool(name: &str) -> anyhow::Result<String> {
     let path = repo_root().join("target/tools.env");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{} is missing: run `make test` (or scripts/setup.sh) first", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is missing: run `make test` (or scripts/setup.sh) first",
+            path.display()
+        )
+    })?;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
-        .ok_or_else(|| anyhow!("{name} not set in {}: re-run scripts/setup.sh", path.display()))
+        .ok_or_else(|| {
+            anyhow!(
+                "{name} not set in {}: re-run scripts/setup.sh",
+                path.display()
+            )
+        })
 }
 
 /// The built worker's entry module.
 pub fn worker_entry() -> anyhow::Result<PathBuf> {
     let entry = repo_root().join("build/worker/entry.mjs");
     if !entry.is_file() {
-        bail!("{} is missing: build the worker with `scripts/build-worker.sh` (make test does)", entry.display());
+        bail!(
+            "{} is missing: build the worker with `scripts/build-worker.sh` (make test does)",
+            entry.display()
+        );
     }
     Ok(entry)
 }
@@ -72,10 +94,17 @@ pub struct Edge {
 impl Edge {
     /// Starts the origins and the worker.
     pub async fn start(opts: EdgeOptions) -> anyhow::Result<Edge> {
-        let medusa = origins::start(Kind::Medusa, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        let storefront = origins::start(Kind::Storefront, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let medusa =
+            origins::start(Kind::Medusa, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let storefront =
+            origins::start(Kind::Storefront, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let mut vars = BTreeMap::new();
-        vars.insert("MEDUSA_ORIGIN".to_string(), opts.medusa_url_override.clone().unwrap_or_else(|| medusa.url()));
+        vars.insert(
+            "MEDUSA_ORIGIN".to_string(),
+            opts.medusa_url_override
+                .clone()
+                .unwrap_or_else(|| medusa.url()),
+        );
         vars.insert("STOREFRONT_ORIGIN".to_string(), storefront.url());
         vars.insert("EDGE_CONFIG_TTL_SECONDS".to_string(), "0".to_string());
         vars.extend(opts.vars.clone());
@@ -125,9 +154,21 @@ impl Edge {
             let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
             bail!("miniflare exited before it was ready:\n{logs}");
         };
-        let ready: serde_json::Value = serde_json::from_str(&first).with_context(|| format!("unexpected miniflare output: {first}"))?;
-        let url = ready["url"].as_str().ok_or_else(|| anyhow!("no url in {first}"))?.to_string();
-        Ok(Edge { url, medusa, storefront, child, stdin, stdout, logs })
+        let ready: serde_json::Value = serde_json::from_str(&first)
+            .with_context(|| format!("unexpected miniflare output: {first}"))?;
+        let url = ready["url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no url in {first}"))?
+            .to_string();
+        Ok(Edge {
+            url,
+            medusa,
+            storefront,
+            child,
+            stdin,
+            stdout,
+            logs,
+        })
     }
 
     /// `url` + `path` (path without a leading slash is fine too).
@@ -136,10 +177,17 @@ impl Edge {
     }
 
     async fn command(&mut self, cmd: serde_json::Value) -> anyhow::Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("miniflare stdin closed"))?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("miniflare stdin closed"))?;
         stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
         stdin.flush().await?;
-        let line = self.stdout.next_line().await?.ok_or_else(|| anyhow!("miniflare exited"))?;
+        let line = self
+            .stdout
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("miniflare exited"))?;
         let v: serde_json::Value = serde_json::from_str(&line)?;
         if v["ok"] != json!(true) {
             bail!("miniflare command failed: {line}");
@@ -149,7 +197,8 @@ impl Edge {
 
     /// Writes a key of the EDGE_CONFIG KV namespace.
     pub async fn kv_put(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "kv_put", "key": key, "value": value})).await
+        self.command(json!({"cmd": "kv_put", "key": key, "value": value}))
+            .await
     }
 
     /// Deletes a key of the EDGE_CONFIG KV namespace.
