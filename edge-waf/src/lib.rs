@@ -1,1 +1,966 @@
-//! Edge WAF (see issue "Edge WAF and caching layers").
+//! Edge WAF: the worker's web application firewall, pure Rust, no I/O.
+//!
+//! ```
+//! use edge_waf::{Waf, WafConfig, RequestView};
+//! let waf = Waf::new(WafConfig::default()).unwrap();
+//! let headers = vec![("host".to_string(), "shop.example".to_string())];
+//! let req = RequestView {
+//!     method: "GET", uri: "/store/products?q=1%27%20OR%201=1--", headers: &headers,
+//!     body: None, body_len: None, client_ip: None, country: None, asn: None,
+//! };
+//! let d = waf.inspect(&req);
+//! assert!(d.is_blocked());
+//! println!("{}", d.log_line("req-1"));
+//! ```
+//!
+//! Pipeline of [`Waf::inspect`]: access rules (IP/CIDR, country, ASN) →
+//! protocol checks (method, `Content-Length` + `Transfer-Encoding`, sizes
+//! per route, content type and charset, restricted headers and
+//! extensions, malformed encodings) → field extraction (path, query, form,
+//! JSON, multipart, cookies, selected headers) → bounded normalisation →
+//! detectors (SQLi, XSS, LFI, RFI, RCE, PHP, Java, generic/Node, SSRF,
+//! scanners, session fixation) → anomaly scoring against the threshold,
+//! with rule groups in `block` or `log-only` mode and per-route, per-field
+//! exclusions.
+//!
+//! The Cloudflare Access JWT check is asynchronous in the worker
+//! (WebCrypto), so it is separate: [`Waf::requires_access_jwt`] tells
+//! whether a request needs one, [`access_jwt::validate_claims`] checks the
+//! claims and [`access_jwt::UnverifiedJwt`] exposes what WebCrypto verifies.
+
+pub mod access;
+pub mod access_jwt;
+pub mod config;
+pub mod decision;
+pub mod extract;
+pub mod normalize;
+pub mod rules;
+
+use std::net::IpAddr;
+
+pub use config::{AccessConfig, AccessJwtConfig, Exclusion, Limits, Mode, RouteLimit, WafConfig};
+pub use decision::{Action, Decision, Reason, RuleMatch};
+pub use rules::Family;
+
+use access::{AccessRules, AccessVerdict};
+use extract::{BodyIssues, BodyKind, Field, Loc};
+use rules::{Engine, Forms, RuleDef};
+
+/// What the WAF sees of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    /// `path?query` as received.
+    pub uri: &'a str,
+    /// Header names in any case.
+    pub headers: &'a [(String, String)],
+    /// The first bytes of the body (up to `limits.max_inspect_bytes` are
+    /// inspected); `None` if not read.
+    pub body: Option<&'a [u8]>,
+    /// Full body length when known (`Content-Length`).
+    pub body_len: Option<u64>,
+    pub client_ip: Option<IpAddr>,
+    /// `request.cf.country`.
+    pub country: Option<&'a str>,
+    /// `request.cf.asn`.
+    pub asn: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WafConfigError {
+    #[error("waf.paranoia must be 1..=4, got {0}")]
+    Paranoia(u8),
+    #[error("waf.threshold must be at least 1")]
+    Threshold,
+    #[error("waf.access: {0}")]
+    Access(#[from] access::CidrError),
+    #[error("waf rules: {0}")]
+    Rules(#[from] rules::EngineError),
+    #[error("waf.exclusions[{0}].path must start with `/` (got `{1}`)")]
+    ExclusionPath(usize, String),
+}
+
+pub struct Waf {
+    cfg: WafConfig,
+    engine: Engine,
+    access: AccessRules,
+}
+
+/// Rule ids of the protocol checks done in code.
+mod proto_ids {
+    pub const METHOD: u32 = 911100;
+    pub const CL_NOT_NUMERIC: u32 = 920160;
+    pub const GET_WITH_BODY: u32 = 920170;
+    pub const CL_AND_TE: u32 = 920181;
+    pub const BAD_PERCENT: u32 = 920220;
+    pub const NUL: u32 = 920270;
+    pub const NO_HOST: u32 = 920280;
+    pub const HOST_IS_IP: u32 = 920350;
+    pub const URI_TOO_LONG: u32 = 920380;
+    pub const HEADER_TOO_LONG: u32 = 920390;
+    pub const BODY_TOO_LARGE: u32 = 920400;
+    pub const TOO_MANY_HEADERS: u32 = 920410;
+    pub const CONTENT_TYPE: u32 = 920420;
+    pub const PROTOCOL_VERSION: u32 = 920430;
+    pub const EXTENSION: u32 = 920440;
+    pub const RESTRICTED_HEADER: u32 = 920450;
+    pub const CHARSET: u32 = 920480;
+    pub const CONTENT_TYPE_FORMAT: u32 = 920470;
+    pub const BAD_TE: u32 = 920171;
+    pub const RANGE: u32 = 920200;
+    pub const BODY_UNPARSABLE: u32 = 920600;
+    pub const MULTIPART: u32 = 922100;
+    pub const CRLF_HEADER_INJECTION: u32 = 921140;
+    pub const RESPONSE_SPLITTING: u32 = 921120;
+    pub const SMUGGLING: u32 = 921110;
+}
+
+/// Headers whose values are not inspected by the attack detectors (they
+/// are checked by protocol rules or carry opaque tokens).
+const UNINSPECTED_HEADERS: &[&str] = &[
+    "host",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-charset",
+    "content-type",
+    "content-length",
+    "connection",
+    "cache-control",
+    "pragma",
+    "upgrade-insecure-requests",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "authorization",
+    "cf-access-jwt-assertion",
+    "cf-access-client-id",
+    "cf-access-client-secret",
+    "cookie",
+    "dnt",
+    "priority",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "stripe-signature",
+    "origin",
+    "range",
+    "upgrade",
+    "expect",
+    "cf-connecting-ip",
+    "cf-ipcountry",
+    "cf-ray",
+    "cf-visitor",
+    "cdn-loop",
+    "x-real-ip",
+    "true-client-ip",
+    "content-encoding",
+    "x-medusa-publishable-key",
+    "x-publishable-api-key",
+    "next-router-state-tree",
+    "rsc",
+    "next-action",
+    "next-router-prefetch",
+    "purpose",
+    "sec-purpose",
+    "x-nextjs-data",
+    "baggage",
+    "sentry-trace",
+];
+
+struct Acc<'a> {
+    cfg: &'a WafConfig,
+    matches: Vec<RuleMatch>,
+    score: u32,
+    log_score: u32,
+}
+
+impl Acc<'_> {
+    fn add(&mut self, id: u32, family: Family, score: u8, location: String) {
+        let mode = self
+            .cfg
+            .groups
+            .get(&family)
+            .copied()
+            .unwrap_or(self.cfg.default_mode);
+        if mode == Mode::Off {
+            return;
+        }
+        if self
+            .matches
+            .iter()
+            .any(|m| m.id == id && m.location == location)
+        {
+            return;
+        }
+        // One family scores once per rule id (many fields hitting the same
+        // rule do not pile up beyond one hit per location kind).
+        let already = self.matches.iter().any(|m| m.id == id);
+        let s = if already { 0 } else { u32::from(score) };
+        match mode {
+            Mode::Block => self.score += s,
+            Mode::LogOnly => self.log_score += s,
+            Mode::Off => {}
+        }
+        if self.matches.len() < 64 {
+            self.matches.push(RuleMatch {
+                id,
+                family,
+                score: u32::from(score),
+                location,
+                mode,
+            });
+        }
+    }
+}
+
+impl Waf {
+    pub fn new(cfg: WafConfig) -> Result<Waf, WafConfigError> {
+        if !(1..=4).contains(&cfg.paranoia) {
+            return Err(WafConfigError::Paranoia(cfg.paranoia));
+        }
+        if cfg.threshold == 0 {
+            return Err(WafConfigError::Threshold);
+        }
+        for (i, e) in cfg.exclusions.iter().enumerate() {
+            if !e.path.starts_with('/') {
+                return Err(WafConfigError::ExclusionPath(i, e.path.clone()));
+            }
+        }
+        let groups = cfg.groups.clone();
+        let default_mode = cfg.default_mode;
+        let engine = Engine::new(cfg.paranoia, |d: &RuleDef| {
+            groups.get(&d.family).copied().unwrap_or(default_mode) != Mode::Off
+        })?;
+        let access = AccessRules::new(&cfg.access)?;
+        Ok(Waf {
+            cfg,
+            engine,
+            access,
+        })
+    }
+
+    pub fn config(&self) -> &WafConfig {
+        &self.cfg
+    }
+
+    /// Does this request need a valid Cloudflare Access JWT (a protected
+    /// path and an address that is not allowlisted)?
+    pub fn requires_access_jwt(&self, path: &str, client_ip: Option<IpAddr>) -> bool {
+        let p = normalize::normalize_path(
+            path,
+            self.cfg.limits.max_uri_len,
+            self.cfg.limits.max_decode_passes,
+        );
+        (self.access.is_protected(path) || self.access.is_protected(&p.path))
+            && !self.access.is_allowlisted(client_ip)
+    }
+
+    fn header<'a>(req: &'a RequestView<'_>, name: &str) -> Option<&'a str> {
+        req.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn block(&self, acc: Acc<'_>, status: u16, reason: Reason) -> Decision {
+        Decision {
+            action: Action::Block { status },
+            score: acc.score,
+            log_only_score: acc.log_score,
+            threshold: self.cfg.threshold,
+            reason: Some(reason),
+            matches: acc.matches,
+        }
+    }
+
+    /// Inspect a request. Never panics; malformed input yields a decision.
+    pub fn inspect(&self, req: &RequestView<'_>) -> Decision {
+        if !self.cfg.enabled {
+            return Decision::allow(self.cfg.threshold);
+        }
+        let limits = &self.cfg.limits;
+        let mut acc = Acc {
+            cfg: &self.cfg,
+            matches: Vec::new(),
+            score: 0,
+            log_score: 0,
+        };
+
+        // --- access rules
+        match self.access.check(req.client_ip, req.country, req.asn) {
+            AccessVerdict::Denied(what) => {
+                acc.matches.push(RuleMatch {
+                    id: 900100,
+                    family: Family::Protocol,
+                    score: 0,
+                    location: format!("access:{what}"),
+                    mode: Mode::Block,
+                });
+                return self.block(acc, 403, Reason::AccessDenied);
+            }
+            AccessVerdict::Allowlisted | AccessVerdict::Neutral => {}
+        }
+
+        let (raw_path, query) = match req.uri.find('?') {
+            Some(p) => (&req.uri[..p], Some(&req.uri[p + 1..])),
+            None => (req.uri, None),
+        };
+        let raw_path = raw_path.split('#').next().unwrap_or(raw_path);
+        let npath =
+            normalize::normalize_path(raw_path, limits.max_uri_len, limits.max_decode_passes);
+        let route = self
+            .cfg
+            .route_limits
+            .iter()
+            .find(|r| config::path_matches(&r.path, &npath.path));
+
+        // --- hard protocol limits (status 413 / 405 / 400)
+        let max_uri = route
+            .and_then(|r| r.max_uri_len)
+            .unwrap_or(limits.max_uri_len);
+        if req.uri.len() > max_uri {
+            acc.add(
+                proto_ids::URI_TOO_LONG,
+                Family::Protocol,
+                rules::CRITICAL,
+                "uri".into(),
+            );
+        }
+        let max_body = route
+            .and_then(|r| r.max_body_bytes)
+            .unwrap_or(limits.max_body_bytes);
+        let cl_header = Self::header(req, "content-length");
+        let cl_parsed = cl_header.map(|v| v.trim().parse::<u64>());
+        let body_len = req.body_len.or(match cl_parsed {
+            Some(Ok(n)) => Some(n),
+            _ => None,
+        });
+        if body_len.is_some_and(|n| n > max_body) {
+            acc.add(
+                proto_ids::BODY_TOO_LARGE,
+                Family::Protocol,
+                rules::CRITICAL,
+                "body".into(),
+            );
+        }
+        if req.headers.len() > limits.max_header_count {
+            acc.add(
+                proto_ids::TOO_MANY_HEADERS,
+                Family::Protocol,
+                rules::CRITICAL,
+                "headers".into(),
+            );
+        }
+        if let Some((k, _)) = req
+            .headers
+            .iter()
+            .find(|(_, v)| v.len() > limits.max_header_len)
+        {
+            acc.add(
+                proto_ids::HEADER_TOO_LONG,
+                Family::Protocol,
+                rules::CRITICAL,
+                format!("headers:{}", k.to_ascii_lowercase()),
+            );
+        }
+        let method = req.method;
+        if !self.cfg.allowed_methods.iter().any(|m| m == method) {
+            acc.add(
+                proto_ids::METHOD,
+                Family::Method,
+                rules::CRITICAL,
+                "method".into(),
+            );
+        }
+        self.protocol_checks(req, &mut acc, cl_parsed.as_ref(), body_len);
+
+        // --- fields
+        let mut fields: Vec<Field> = Vec::new();
+        fields.push(Field {
+            loc: Loc::Path,
+            name: "path".into(),
+            raw: raw_path.as_bytes().to_vec(),
+            plus: false,
+        });
+        let mut issues = BodyIssues::default();
+        if let Some(q) = query {
+            extract::parse_urlencoded(q.as_bytes(), &mut fields, limits, &mut issues);
+        }
+        for (k, v) in req.headers {
+            let lk = k.to_ascii_lowercase();
+            if lk == "cookie" {
+                extract::parse_cookies(v, &mut fields, limits);
+                continue;
+            }
+            if UNINSPECTED_HEADERS.contains(&lk.as_str())
+                || lk.starts_with("sec-")
+                || lk.starts_with("cf-")
+            {
+                continue;
+            }
+            fields.push(Field {
+                loc: Loc::Header,
+                name: lk,
+                raw: v.as_bytes()[..v.len().min(limits.max_field_len)].to_vec(),
+                plus: false,
+            });
+        }
+        if let Some(body) = req.body.filter(|b| !b.is_empty()) {
+            let truncated = body.len() > limits.max_inspect_bytes
+                || body_len.is_some_and(|n| n > body.len() as u64);
+            let body = &body[..body.len().min(limits.max_inspect_bytes)];
+            let ct = Self::header(req, "content-type").unwrap_or("");
+            let media = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            match extract::body_kind(&media) {
+                BodyKind::Form => extract::parse_urlencoded(body, &mut fields, limits, &mut issues),
+                BodyKind::Json => {
+                    extract::parse_json(body, truncated, &mut fields, limits, &mut issues)
+                }
+                BodyKind::Multipart => extract::parse_multipart(
+                    body,
+                    extract::header_param(ct, "boundary"),
+                    &mut fields,
+                    limits,
+                    &mut issues,
+                ),
+                BodyKind::Xml | BodyKind::Other => {
+                    if media.is_empty() {
+                        // No type: read it as a form too.
+                        extract::parse_urlencoded(body, &mut fields, limits, &mut issues);
+                    }
+                    fields.push(Field {
+                        loc: Loc::Body,
+                        name: "body".into(),
+                        raw: body[..body.len().min(limits.max_field_len * 4)].to_vec(),
+                        plus: false,
+                    });
+                }
+            }
+        }
+        if issues.json_invalid || issues.json_too_deep {
+            acc.add(
+                proto_ids::BODY_UNPARSABLE,
+                Family::Protocol,
+                rules::CRITICAL,
+                "body:json".into(),
+            );
+        }
+        if issues.multipart_invalid {
+            acc.add(
+                proto_ids::MULTIPART,
+                Family::Multipart,
+                rules::CRITICAL,
+                "body:multipart".into(),
+            );
+        }
+
+        // --- detectors
+        let excl: Vec<&Exclusion> = self
+            .cfg
+            .exclusions
+            .iter()
+            .filter(|e| config::path_matches(&e.path, &npath.path))
+            .collect();
+        let mut scratch = rules::Scratch::default();
+        let mut seen: std::collections::HashSet<(Loc, &[u8])> = std::collections::HashSet::new();
+        for f in &fields {
+            // Identical values (repeated JSON keys, array items) are inspected
+            // once when no exclusion could tell them apart.
+            if excl.is_empty() && f.loc != Loc::Path && !seen.insert((f.loc, f.raw.as_slice())) {
+                continue;
+            }
+            if f.loc != Loc::Path && plain(&f.raw, f.plus) && !self.engine.may_match(&f.raw) {
+                continue;
+            }
+            self.inspect_field(f, &npath, &excl, &mut scratch, &mut acc);
+        }
+        if npath.traversal || npath.dotdot > 0 && raw_path.contains('%') {
+            acc.add(930110, Family::Lfi, rules::CRITICAL, "path".into());
+        }
+        if let Some(ext) = self
+            .cfg
+            .restricted_extensions
+            .iter()
+            .find(|e| npath.path.ends_with(e.as_str()))
+        {
+            let _ = ext;
+            acc.add(
+                proto_ids::EXTENSION,
+                Family::Protocol,
+                rules::CRITICAL,
+                "path".into(),
+            );
+        }
+
+        // --- decision
+        let blocked = acc.score >= self.cfg.threshold;
+        if !blocked {
+            return Decision {
+                action: Action::Allow,
+                score: acc.score,
+                log_only_score: acc.log_score,
+                threshold: self.cfg.threshold,
+                reason: None,
+                matches: acc.matches,
+            };
+        }
+        let blocking = |f: &dyn Fn(&RuleMatch) -> bool| {
+            acc.matches.iter().any(|m| m.mode == Mode::Block && f(m))
+        };
+        let attack = blocking(&|m| {
+            !matches!(
+                m.family,
+                Family::Protocol | Family::Method | Family::Multipart
+            )
+        });
+        let (status, reason) = if attack {
+            (403, Reason::AnomalyScore)
+        } else if blocking(&|m| {
+            matches!(
+                m.id,
+                proto_ids::BODY_TOO_LARGE
+                    | proto_ids::URI_TOO_LONG
+                    | proto_ids::HEADER_TOO_LONG
+                    | proto_ids::TOO_MANY_HEADERS
+            )
+        }) {
+            (413, Reason::TooLarge)
+        } else if blocking(&|m| m.family == Family::Method) {
+            (405, Reason::MethodNotAllowed)
+        } else {
+            (400, Reason::ProtocolViolation)
+        };
+        self.block(acc, status, reason)
+    }
+
+    fn protocol_checks(
+        &self,
+        req: &RequestView<'_>,
+        acc: &mut Acc<'_>,
+        cl: Option<&Result<u64, std::num::ParseIntError>>,
+        body_len: Option<u64>,
+    ) {
+        let te = Self::header(req, "transfer-encoding");
+        if let Some(Err(_)) = cl {
+            acc.add(
+                proto_ids::CL_NOT_NUMERIC,
+                Family::Protocol,
+                rules::CRITICAL,
+                "headers:content-length".into(),
+            );
+        }
+        if cl.is_some() && te.is_some() {
+            acc.add(
+                proto_ids::CL_AND_TE,
+                Family::Protocol,
+                rules::CRITICAL,
+                "headers:transfer-encoding".into(),
+            );
+        }
+        if let Some(te) = te {
+            if !te.split(',').all(|t| {
+                matches!(
+                    t.trim().to_ascii_lowercase().as_str(),
+                    "chunked" | "gzip" | "deflate" | "br" | "identity"
+                )
+            }) {
+                acc.add(
+                    proto_ids::BAD_TE,
+                    Family::Protocol,
+                    rules::CRITICAL,
+                    "headers:transfer-encoding".into(),
+                );
+            }
+        }
+        let n_cl = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .count();
+        if n_cl > 1 {
+            acc.add(
+                proto_ids::CL_AND_TE,
+                Family::Protocol,
+                rules::CRITICAL,
+                "headers:content-length".into(),
+            );
+        }
+        if matches!(req.method, "GET" | "HEAD")
+            && (body_len.is_some_and(|n| n > 0) || req.body.is_some_and(|b| !b.is_empty()))
+        {
+            acc.add(
+                proto_ids::GET_WITH_BODY,
+                Family::Protocol,
+                rules::CRITICAL,
+                "body".into(),
+            );
+        }
+        match Self::header(req, "host") {
+            None => acc.add(
+                proto_ids::NO_HOST,
+                Family::Protocol,
+                rules::WARNING,
+                "headers:host".into(),
+            ),
+            Some(h) if h.trim().is_empty() => acc.add(
+                proto_ids::NO_HOST,
+                Family::Protocol,
+                rules::WARNING,
+                "headers:host".into(),
+            ),
+            Some(h) => {
+                let host = h
+                    .rsplit_once(':')
+                    .filter(|(a, p)| !a.ends_with(':') && p.bytes().all(|c| c.is_ascii_digit()))
+                    .map(|(a, _)| a)
+                    .unwrap_or(h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.parse::<IpAddr>().is_ok() {
+                    acc.add(
+                        proto_ids::HOST_IS_IP,
+                        Family::Protocol,
+                        rules::WARNING,
+                        "headers:host".into(),
+                    );
+                }
+            }
+        }
+        for (k, v) in req.headers {
+            let lk = k.to_ascii_lowercase();
+            if self.cfg.restricted_headers.contains(&lk) {
+                acc.add(
+                    proto_ids::RESTRICTED_HEADER,
+                    Family::Protocol,
+                    rules::CRITICAL,
+                    format!("headers:{lk}"),
+                );
+            }
+            if v.contains('\n') || v.contains('\r') || k.contains(['\n', '\r', ':']) {
+                acc.add(
+                    proto_ids::CRLF_HEADER_INJECTION,
+                    Family::Protocol,
+                    rules::CRITICAL,
+                    format!("headers:{lk}"),
+                );
+            }
+            if lk == "range" || lk == "request-range" {
+                let v = v.trim().to_ascii_lowercase();
+                let ranges: Vec<&str> = v.trim_start_matches("bytes=").split(',').collect();
+                let bad = !v.starts_with("bytes=")
+                    || ranges.len() > 5
+                    || ranges.iter().any(|r| {
+                        let (a, b) = r.trim().split_once('-').unwrap_or(("x", ""));
+                        match (a.parse::<u64>(), b.parse::<u64>()) {
+                            (Ok(a), Ok(b)) => b < a,
+                            (Ok(_), Err(_)) => !b.is_empty(),
+                            (Err(_), Ok(_)) => !a.is_empty(),
+                            _ => true,
+                        }
+                    });
+                if bad {
+                    acc.add(
+                        proto_ids::RANGE,
+                        Family::Protocol,
+                        rules::CRITICAL,
+                        format!("headers:{lk}"),
+                    );
+                }
+            }
+        }
+        if let Some(ct) = Self::header(req, "content-type") {
+            let media = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            let has_body =
+                body_len.is_some_and(|n| n > 0) || req.body.is_some_and(|b| !b.is_empty());
+            let well_formed = !media.is_empty()
+                && media
+                    .split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'))
+                && media
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"/+-.*_".contains(&c))
+                && ct.matches(';').count() <= 4
+                && !ct.contains(',');
+            if !well_formed {
+                acc.add(
+                    proto_ids::CONTENT_TYPE_FORMAT,
+                    Family::Protocol,
+                    rules::CRITICAL,
+                    "headers:content-type".into(),
+                );
+            } else if has_body && !self.cfg.allowed_content_types.contains(&media) {
+                acc.add(
+                    proto_ids::CONTENT_TYPE,
+                    Family::Protocol,
+                    rules::CRITICAL,
+                    "headers:content-type".into(),
+                );
+            }
+            if let Some(cs) = extract::header_param(ct, "charset") {
+                if !self
+                    .cfg
+                    .allowed_charsets
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(cs))
+                {
+                    acc.add(
+                        proto_ids::CHARSET,
+                        Family::Protocol,
+                        rules::CRITICAL,
+                        "headers:content-type".into(),
+                    );
+                }
+            }
+            if ct.matches("charset").count() > 1 {
+                acc.add(
+                    proto_ids::CHARSET,
+                    Family::Protocol,
+                    rules::CRITICAL,
+                    "headers:content-type".into(),
+                );
+            }
+        }
+        // Percent-encoding of the URI itself.
+        let mut flags = normalize::DecodeFlags::default();
+        let uri = req.uri.as_bytes();
+        let (_, _) = normalize::percent_decode_pass(
+            &uri[..uri.len().min(self.cfg.limits.max_uri_len)],
+            false,
+            &mut flags,
+        );
+        if flags.bad_percent {
+            acc.add(
+                proto_ids::BAD_PERCENT,
+                Family::Protocol,
+                rules::CRITICAL,
+                "uri".into(),
+            );
+        }
+        if flags.nul || req.uri.contains('\0') {
+            acc.add(
+                proto_ids::NUL,
+                Family::Protocol,
+                rules::CRITICAL,
+                "uri".into(),
+            );
+        }
+        if req.uri.contains(['\r', '\n']) {
+            acc.add(
+                proto_ids::RESPONSE_SPLITTING,
+                Family::Protocol,
+                rules::CRITICAL,
+                "uri".into(),
+            );
+        }
+        if !req.uri.starts_with('/')
+            && req.uri != "*"
+            && !req.uri.starts_with("http://")
+            && !req.uri.starts_with("https://")
+        {
+            acc.add(
+                proto_ids::PROTOCOL_VERSION,
+                Family::Protocol,
+                rules::CRITICAL,
+                "uri".into(),
+            );
+        }
+    }
+
+    fn inspect_field(
+        &self,
+        f: &Field,
+        npath: &normalize::NormalizedPath,
+        excl: &[&Exclusion],
+        scratch: &mut rules::Scratch,
+        acc: &mut Acc<'_>,
+    ) {
+        let limits = &self.cfg.limits;
+        let n = if f.loc == Loc::Path {
+            normalize::Normalized {
+                text: npath.path.clone(),
+                compact: String::new(),
+                flags: npath.flags,
+            }
+        } else {
+            normalize::normalize(
+                &f.raw,
+                f.plus,
+                limits.max_field_len,
+                limits.max_decode_passes,
+            )
+        };
+        if n.text.is_empty() {
+            return;
+        }
+        let location = || match f.loc {
+            Loc::Path | Loc::Body => f.loc.as_str().to_string(),
+            _ => format!("{}:{}", f.loc.as_str(), f.name),
+        };
+        // Field-level protocol findings.
+        if matches!(f.loc, Loc::ArgValue | Loc::ArgName) && n.flags.nul {
+            acc.add(
+                proto_ids::NUL,
+                Family::Protocol,
+                rules::CRITICAL,
+                location(),
+            );
+        }
+        if matches!(f.loc, Loc::ArgValue | Loc::ArgName | Loc::Header)
+            && n.text.contains(['\r', '\n'])
+        {
+            let t = &n.text;
+            let header_like = t.split(['\r', '\n']).skip(1).any(|l| {
+                let l = l.trim_start();
+                l.split_once(':').is_some_and(|(name, _)| {
+                    !name.is_empty()
+                        && name.len() < 40
+                        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                }) || l.starts_with("http/")
+            });
+            if header_like {
+                acc.add(
+                    proto_ids::RESPONSE_SPLITTING,
+                    Family::Protocol,
+                    rules::CRITICAL,
+                    location(),
+                );
+            }
+        }
+        if matches!(f.loc, Loc::ArgValue | Loc::Body | Loc::Header) {
+            let t = &n.text;
+            if let Some(p) = t.find(" http/1.").filter(|_| t.contains('\n')) {
+                let before = &t[..p];
+                if [
+                    "get ", "post ", "put ", "head ", "delete ", "options ", "patch ", "connect ",
+                    "trace ",
+                ]
+                .iter()
+                .any(|m| {
+                    before
+                        .rsplit(['\n', '\r'])
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with(m)
+                }) {
+                    acc.add(
+                        proto_ids::SMUGGLING,
+                        Family::Protocol,
+                        rules::CRITICAL,
+                        location(),
+                    );
+                }
+            }
+        }
+        let field_excl: Vec<&Exclusion> = excl
+            .iter()
+            .copied()
+            .filter(|e| {
+                e.fields.is_empty()
+                    || e.fields.iter().any(|x| {
+                        x == "*"
+                            || *x == f.name
+                            || f.name.rsplit('.').next() == Some(x.as_str())
+                            || (f.loc == Loc::Header
+                                && x.eq_ignore_ascii_case(&format!("header:{}", f.name)))
+                    })
+            })
+            .collect();
+        let compact: std::borrow::Cow<'_, str> = if f.loc == Loc::Path || !needs_compact(&n.text) {
+            std::borrow::Cow::Borrowed(&n.text)
+        } else {
+            std::borrow::Cow::Borrowed(&n.compact)
+        };
+        let shell: std::borrow::Cow<'_, str> = if n
+            .text
+            .bytes()
+            .any(|c| matches!(c, b'\\' | b'\'' | b'"' | b'^' | b'$' | b'`' | b'['))
+        {
+            std::borrow::Cow::Owned(rules::shell_form(&n.text))
+        } else {
+            std::borrow::Cow::Borrowed(&n.text)
+        };
+        let cased: std::borrow::Cow<'_, str> = if f.loc == Loc::Path {
+            std::borrow::Cow::Borrowed("")
+        } else {
+            let raw = &f.raw[..f.raw.len().min(limits.max_field_len)];
+            if raw.contains(&b'%') || (f.plus && raw.contains(&b'+')) {
+                // Case-preserving decode for base64-like checks.
+                let mut flags = normalize::DecodeFlags::default();
+                let (d, _) = normalize::percent_decode_pass(raw, f.plus, &mut flags);
+                std::borrow::Cow::Owned(String::from_utf8_lossy(&d).into_owned())
+            } else {
+                String::from_utf8_lossy(raw)
+            }
+        };
+        let forms = Forms {
+            text: &n.text,
+            compact: &compact,
+            shell: &shell,
+            cased: &cased,
+        };
+        let skip = |d: &RuleDef| {
+            field_excl.iter().any(|e| {
+                (e.families.is_empty() && e.rules.is_empty())
+                    || e.families.contains(&d.family)
+                    || e.rules.contains(&d.id)
+            })
+        };
+        let mut hits: Vec<&'static RuleDef> = Vec::new();
+        self.engine
+            .scan(f.loc, &forms, scratch, &skip, &mut |d| hits.push(d));
+        if !hits.is_empty() {
+            let loc = location();
+            for d in hits {
+                acc.add(d.id, d.family, d.score, loc.clone());
+            }
+        }
+    }
+}
+
+/// A raw value whose normalised forms are just its lowercase: nothing to
+/// decode, no shell quoting, no control characters, no fullwidth or
+/// special-space characters.
+fn plain(raw: &[u8], plus: bool) -> bool {
+    let mut prev2 = 0u8;
+    let mut prev = 0u8;
+    for &c in raw {
+        match c {
+            b'%' | b'&' | 0 | b'\r' | b'\n' | b'\t' | 0x0b | 0x0c | b'\\' | b'\'' | b'"' | b'^'
+            | b'$' | b'`' | b'[' | b'/' | b'*' => return false,
+            b'+' if plus => return false,
+            b' ' if prev == b' ' => return false,
+            0xbc | 0xbd if prev == 0xef => return false,
+            0xa8 | 0xa9 if prev == 0x80 && prev2 == 0xe2 => return false,
+            0xa0 if prev == 0xc2 => return false,
+            _ => {}
+        }
+        prev2 = prev;
+        prev = c;
+    }
+    true
+}
+
+/// Whether SQL comment removal / whitespace collapsing changes `t`.
+fn needs_compact(t: &str) -> bool {
+    t.contains("/*")
+        || t.contains("*/")
+        || t.contains("  ")
+        || t.bytes()
+            .any(|c| matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}

@@ -31,6 +31,9 @@ pub struct EdgeConfig {
     /// Security headers added to HTML responses.
     #[serde(default)]
     pub security_headers: SecurityHeaders,
+    /// The cache layer.
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 /// Where requests are sent.
@@ -213,6 +216,114 @@ fn default_referrer_policy() -> String {
 
 fn default_frame_ancestors() -> String {
     "'self'".to_string()
+}
+
+/// The `[cache]` section of the edge config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Master switch.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Query parameters dropped from the key (`utm_*` is a prefix pattern).
+    #[serde(default = "default_tracking")]
+    pub drop_params: Vec<String>,
+    /// Requests carrying any of these cookies are never cached (sessions).
+    #[serde(default = "default_session_cookies")]
+    pub bypass_cookies: Vec<String>,
+    /// Request headers the key varies on (e.g. Medusa's publishable key).
+    #[serde(default = "default_vary_headers")]
+    pub vary_headers: Vec<String>,
+    /// Cookies the key varies on (region, currency, locale).
+    #[serde(default = "default_vary_cookies")]
+    pub vary_cookies: Vec<String>,
+    /// Paths never cached, whatever the rules say.
+    #[serde(default = "default_never")]
+    pub never: Vec<String>,
+    /// Seconds to keep a 404 (0: never store 404s).
+    #[serde(default = "default_negative_ttl")]
+    pub not_found_ttl: u32,
+    /// Seconds to keep a 301 (0: never store redirects).
+    #[serde(default = "default_redirect_ttl")]
+    pub redirect_ttl: u32,
+    /// Cacheable routes, first match wins.
+    #[serde(default)]
+    pub rules: Vec<CacheRule>,
+}
+
+/// A cacheable set of paths with its lifetimes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRule {
+    /// Name used in logs and errors.
+    pub name: String,
+    /// Path patterns.
+    pub paths: Vec<String>,
+    /// Seconds a stored response is fresh.
+    pub ttl: u32,
+    /// Seconds after that during which the stale copy is served while it is
+    /// refreshed in the background.
+    #[serde(default)]
+    pub stale_while_revalidate: u32,
+    /// Seconds after expiry during which the stale copy is served when the
+    /// origin fails.
+    #[serde(default)]
+    pub stale_if_error: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+fn default_tracking() -> Vec<String> {
+    strings(&["utm_*", "fbclid", "gclid", "msclkid", "mc_eid", "_ga"])
+}
+fn default_session_cookies() -> Vec<String> {
+    strings(&["connect.sid", "_medusa_jwt"])
+}
+fn default_vary_headers() -> Vec<String> {
+    strings(&["x-publishable-api-key"])
+}
+fn default_vary_cookies() -> Vec<String> {
+    strings(&["region", "currency", "locale"])
+}
+fn default_never() -> Vec<String> {
+    strings(&[
+        "/store/carts*",
+        "/store/customers*",
+        "/store/orders*",
+        "/store/payment*",
+        "/store/payment-collections*",
+        "/auth/*",
+        "/admin/*",
+        "/hooks/*",
+        "/app/*",
+        "/__edge/*",
+    ])
+}
+fn default_negative_ttl() -> u32 {
+    30
+}
+fn default_redirect_ttl() -> u32 {
+    300
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            drop_params: default_tracking(),
+            bypass_cookies: default_session_cookies(),
+            vary_headers: default_vary_headers(),
+            vary_cookies: default_vary_cookies(),
+            never: default_never(),
+            not_found_ttl: default_negative_ttl(),
+            redirect_ttl: default_redirect_ttl(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 /// A configuration entry that failed validation.
@@ -432,6 +543,31 @@ impl EdgeConfig {
             for p in &h.paths {
                 check_path_pattern(&entry, p)?;
             }
+        }
+        for p in &self.cache.never {
+            check_path_pattern("cache.never", p)?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.cache.rules.iter().enumerate() {
+            let entry = format!("cache.rules[{i}] {:?}", r.name);
+            if !names.insert(r.name.as_str()) {
+                return Err(err(entry, "duplicate cache rule name"));
+            }
+            if r.paths.is_empty() {
+                return Err(err(entry, "`paths` must not be empty"));
+            }
+            for p in &r.paths {
+                check_path_pattern(&entry, p)?;
+            }
+            if r.ttl == 0 {
+                return Err(err(
+                    entry,
+                    "ttl must be at least 1 second (remove the rule to not cache)",
+                ));
+            }
+        }
+        for h in &self.cache.vary_headers {
+            check_header_name("cache.vary_headers", h)?;
         }
         Ok(())
     }

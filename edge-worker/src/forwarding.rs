@@ -17,9 +17,16 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Client-supplied headers that only the edge may set: forwarding information
-/// and the Access service-token credentials.
+/// Client-supplied headers that only the edge may set (forwarding
+/// information, the Access service-token credentials), and override headers
+/// some frameworks honour, which would let a client change what a cached URL
+/// returns (cache poisoning).
 pub const UNTRUSTED_FROM_CLIENT: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",

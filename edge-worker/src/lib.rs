@@ -5,6 +5,7 @@
 //! `worker` binding in [`wasm`] does the I/O and only exists on wasm32.
 
 pub mod active;
+pub mod cache;
 pub mod config;
 pub mod errors;
 pub mod forwarding;

@@ -3,6 +3,7 @@
 //! timeout, and streams bodies through untouched.
 
 use crate::active::ActiveConfig;
+use crate::cache::{self, Freshness, Generations, Lookup};
 use crate::config::RouteClass;
 use crate::errors::EdgeError;
 use crate::forwarding::AccessToken;
@@ -178,7 +179,7 @@ fn synthetic_response(s: &Synthetic, head_only: bool) -> Result<Response> {
 }
 
 enum FetchFailure {
-    Timeout,
+    Timeout(u32),
     Unreachable(String),
     NotConfigured(String),
 }
@@ -247,7 +248,7 @@ async fn fetch_upstream(
         )),
         Either::Right(((), _)) => {
             controller.abort();
-            Err(FetchFailure::Timeout)
+            Err(FetchFailure::Timeout(up.timeout_ms))
         }
     }
 }
@@ -272,7 +273,7 @@ fn install_panic_hook() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: worker::Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response> {
     install_panic_hook();
     let sys: &web_sys::Request = req.inner();
     let method = sys.method();
@@ -308,17 +309,474 @@ async fn fetch(req: Request, env: Env, _ctx: worker::Context) -> Result<Response
             panic!("deliberate panic on {p} (EDGE_DEBUG_PANIC_PATH)");
         }
     }
+    if head.path == PURGE_PATH {
+        return purge(&env, &req, &head, &cx).await;
+    }
     let up = match pipeline.request(&mut cx, &head) {
         Outcome::Respond(s) => return synthetic_response(&s, head_only),
         Outcome::Forward(up) => up,
     };
-    let origin = match fetch_upstream(&env, sys, &method, &up).await {
+    let generations = generations(&env).await;
+    let generation = cache::generation_for(&generations, &head.path);
+    let (key, rule) = match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
+        Lookup::Cache { key, rule } if !up.websocket => (key, rule.clone()),
+        _ => {
+            let origin = fetch_upstream(&env, sys, &method, &up).await;
+            return finish(&pipeline, &cx, &head, origin, "BYPASS", None, head_only);
+        }
+    };
+    let store = worker::Cache::default();
+    let stored = store.get(key.as_str(), true).await.ok().flatten();
+    let now = (date_now() / 1000.0) as u64;
+    if let Some(stored) = stored {
+        let sys_stored: web_sys::Response = stored_sys(stored);
+        let stored_headers = headers_from_sys(&sys_stored.headers());
+        match cache::freshness(&rule, &stored_headers, now) {
+            Freshness::Fresh => {
+                return serve_stored(
+                    &pipeline,
+                    &cx,
+                    &head,
+                    &sys_stored,
+                    &stored_headers,
+                    now,
+                    "HIT",
+                    head_only,
+                );
+            }
+            Freshness::StaleWhileRevalidate => {
+                let env2 = env.clone();
+                let up2 = up.clone();
+                let cfg = active.config.cache.clone();
+                let rule2 = rule.clone();
+                let key2 = key.clone();
+                ctx.wait_until(async move {
+                    refresh(&env2, &up2, &cfg, &rule2, &key2).await;
+                });
+                return serve_stored(
+                    &pipeline,
+                    &cx,
+                    &head,
+                    &sys_stored,
+                    &stored_headers,
+                    now,
+                    "STALE",
+                    head_only,
+                );
+            }
+            Freshness::StaleIfError => {
+                let origin =
+                    fetch_upstream(&env, sys, "GET", &conditional(&up, &stored_headers)).await;
+                let failed = match &origin {
+                    Err(_) => true,
+                    Ok(r) => r.status() >= 500,
+                };
+                if failed {
+                    return serve_stored(
+                        &pipeline,
+                        &cx,
+                        &head,
+                        &sys_stored,
+                        &stored_headers,
+                        now,
+                        "STALE",
+                        head_only,
+                    );
+                }
+                return revalidated_or_miss(
+                    &pipeline,
+                    &cx,
+                    &head,
+                    origin,
+                    &sys_stored,
+                    &stored_headers,
+                    &active,
+                    &rule,
+                    &key,
+                    &ctx,
+                    now,
+                    head_only,
+                );
+            }
+            Freshness::Expired => {
+                let origin =
+                    fetch_upstream(&env, sys, "GET", &conditional(&up, &stored_headers)).await;
+                return revalidated_or_miss(
+                    &pipeline,
+                    &cx,
+                    &head,
+                    origin,
+                    &sys_stored,
+                    &stored_headers,
+                    &active,
+                    &rule,
+                    &key,
+                    &ctx,
+                    now,
+                    head_only,
+                );
+            }
+        }
+    }
+    let origin = fetch_upstream(&env, sys, "GET", &up).await;
+    let plan = Some(StorePlan {
+        cfg: &active.config.cache,
+        rule: &rule,
+        key: &key,
+        ctx: &ctx,
+        now,
+    });
+    finish(&pipeline, &cx, &head, origin, "MISS", plan, head_only)
+}
+
+/// The purge endpoint's path.
+const PURGE_PATH: &str = "/__edge/purge";
+/// KV key of the purge generations.
+const GENERATIONS_KEY: &str = "cache:generations";
+
+thread_local! {
+    static GENERATIONS: RefCell<Option<(Generations, f64)>> = const { RefCell::new(None) };
+}
+
+/// The purge generations, cached like the config override.
+async fn generations(env: &Env) -> Generations {
+    let Ok(kv) = env.kv(OVERRIDE_KV) else {
+        return Generations::default();
+    };
+    let ttl_ms = var(env, OVERRIDE_TTL_VAR)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(DEFAULT_OVERRIDE_TTL_SECONDS)
+        * 1000.0;
+    let now = date_now();
+    if let Some(g) = GENERATIONS.with(|g| {
+        g.borrow()
+            .as_ref()
+            .filter(|(_, at)| now - at < ttl_ms)
+            .map(|(g, _)| g.clone())
+    }) {
+        return g;
+    }
+    let g = kv
+        .get(GENERATIONS_KEY)
+        .text()
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Generations>(&t).ok())
+        .unwrap_or_default();
+    GENERATIONS.with(|slot| *slot.borrow_mut() = Some((g.clone(), now)));
+    g
+}
+
+fn json_response(status: u16, v: serde_json::Value, request_id: &str) -> Result<Response> {
+    let mut s = Synthetic::new(status, "application/json", v.to_string());
+    s.head.headers.set("cache-control", "no-store");
+    s.head.headers.set("x-request-id", request_id.to_string());
+    synthetic_response(&s, false)
+}
+
+/// `POST /__edge/purge` with `Authorization: Bearer <EDGE_PURGE_TOKEN>` and an
+/// optional JSON body `{"prefix": "/store/products"}`: bumps the generation.
+async fn purge(env: &Env, req: &Request, head: &RequestHead, cx: &Context<'_>) -> Result<Response> {
+    let rid = cx.request_id.as_str();
+    if head.method != "POST" {
+        return json_response(
+            405,
+            serde_json::json!({"type": "method_not_allowed", "message": "use POST", "request_id": rid}),
+            rid,
+        );
+    }
+    let presented = head
+        .headers
+        .get("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = secret(env, "EDGE_PURGE_TOKEN").unwrap_or_default();
+    if !cache::token_matches(presented, &expected) {
+        return json_response(
+            401,
+            serde_json::json!({"type": "unauthorized", "message": "a valid purge token is required", "request_id": rid}),
+            rid,
+        );
+    }
+    let body = match req.inner().text() {
+        Ok(p) => JsFuture::from(p)
+            .await
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let prefix = if body.trim().is_empty() {
+        None
+    } else {
+        match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(v) => match v.get("prefix") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(p)) if p.starts_with('/') && p.len() <= 512 => {
+                    Some(p.clone())
+                }
+                Some(_) => {
+                    return json_response(
+                        400,
+                        serde_json::json!({"type": "bad_request", "message": "prefix must be a path starting with /", "request_id": rid}),
+                        rid,
+                    )
+                }
+            },
+            Err(_) => {
+                return json_response(
+                    400,
+                    serde_json::json!({"type": "bad_request", "message": "body must be JSON like {\"prefix\": \"/store/products\"}", "request_id": rid}),
+                    rid,
+                )
+            }
+        }
+    };
+    let kv = env.kv(OVERRIDE_KV)?;
+    let mut g = kv
+        .get(GENERATIONS_KEY)
+        .text()
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Generations>(&t).ok())
+        .unwrap_or_default();
+    g.bump(prefix.as_deref());
+    kv.put(
+        GENERATIONS_KEY,
+        serde_json::to_string(&g).map_err(|e| worker::Error::RustError(e.to_string()))?,
+    )?
+    .execute()
+    .await?;
+    GENERATIONS.with(|slot| *slot.borrow_mut() = None);
+    log_json(
+        "info",
+        "cache_purged",
+        &format!(
+            "request {rid}: purged {}",
+            prefix.as_deref().unwrap_or("everything")
+        ),
+    );
+    json_response(
+        200,
+        serde_json::json!({"purged": prefix.unwrap_or_else(|| "/".into()), "generation": g.global, "request_id": rid}),
+        rid,
+    )
+}
+
+fn stored_sys(r: Response) -> web_sys::Response {
+    // worker::Response wraps the web_sys response it came from.
+    let r: web_sys::Response = r.into();
+    r
+}
+
+/// The upstream request made conditional on the stored copy's validators.
+fn conditional(up: &UpstreamRequest, stored: &Headers) -> UpstreamRequest {
+    let mut up = up.clone();
+    if let Some(etag) = stored.get("etag") {
+        up.headers.set("if-none-match", etag.to_string());
+    }
+    if let Some(lm) = stored.get("last-modified") {
+        up.headers.set("if-modified-since", lm.to_string());
+    }
+    up
+}
+
+struct StorePlan<'a> {
+    cfg: &'a crate::config::CacheConfig,
+    rule: &'a crate::config::CacheRule,
+    key: &'a str,
+    ctx: &'a worker::Context,
+    now: u64,
+}
+
+/// Stores a copy of `origin` (its body teed) in the background, if allowed.
+fn store_copy(plan: &StorePlan<'_>, origin: &web_sys::Response, head: &ResponseHead) -> Result<()> {
+    let Some(ttl) = cache::store_ttl(plan.cfg, plan.rule, head) else {
+        return Ok(());
+    };
+    let copy = origin.clone()?;
+    let mut headers = head.clone().headers;
+    headers.set(cache::STORED_AT, plan.now.to_string());
+    headers.set(cache::STORED_TTL, ttl.to_string());
+    headers.set(
+        "cache-control",
+        format!("public, max-age={}", cache::storage_seconds(plan.rule, ttl)),
+    );
+    let init = web_sys::ResponseInit::new();
+    init.set_status(head.status);
+    init.set_headers(&headers_to_sys(&headers)?.into());
+    let body = copy.body();
+    let stored = web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?;
+    let key = plan.key.to_string();
+    plan.ctx.wait_until(async move {
+        if let Err(e) = worker::Cache::default()
+            .put(key.as_str(), Response::from(stored))
+            .await
+        {
+            log_json("warn", "cache_put_failed", &e.to_string());
+        }
+    });
+    Ok(())
+}
+
+/// Refreshes a stale copy in the background (stale-while-revalidate).
+async fn refresh(
+    env: &Env,
+    up: &UpstreamRequest,
+    cfg: &crate::config::CacheConfig,
+    rule: &crate::config::CacheRule,
+    key: &str,
+) {
+    let Ok(init_req) = web_sys::Request::new_with_str("https://refresh.invalid/") else {
+        return;
+    };
+    let Ok(origin) = fetch_upstream(env, &init_req, "GET", up).await else {
+        return;
+    };
+    let head = ResponseHead {
+        status: origin.status(),
+        headers: headers_from_sys(&origin.headers()),
+    };
+    let Some(ttl) = cache::store_ttl(cfg, rule, &head) else {
+        return;
+    };
+    let mut headers = head.headers.clone();
+    headers.set(cache::STORED_AT, ((date_now() / 1000.0) as u64).to_string());
+    headers.set(cache::STORED_TTL, ttl.to_string());
+    headers.set(
+        "cache-control",
+        format!("public, max-age={}", cache::storage_seconds(rule, ttl)),
+    );
+    let init = web_sys::ResponseInit::new();
+    init.set_status(head.status);
+    let Ok(h) = headers_to_sys(&headers) else {
+        return;
+    };
+    init.set_headers(&h.into());
+    let body = origin.body();
+    if let Ok(stored) =
+        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)
+    {
+        let _ = worker::Cache::default()
+            .put(key, Response::from(stored))
+            .await;
+    }
+}
+
+/// Serves a stored copy through the response phase, with `Age` and
+/// `x-edge-cache`.
+#[allow(clippy::too_many_arguments)]
+fn serve_stored(
+    pipeline: &Pipeline,
+    cx: &Context<'_>,
+    head: &RequestHead,
+    stored: &web_sys::Response,
+    stored_headers: &Headers,
+    now: u64,
+    state: &str,
+    head_only: bool,
+) -> Result<Response> {
+    let mut resp = ResponseHead {
+        status: stored.status(),
+        headers: stored_headers.clone(),
+    };
+    let age = cache::age(stored_headers, now).unwrap_or(0);
+    resp.headers.remove(cache::STORED_AT);
+    resp.headers.remove(cache::STORED_TTL);
+    // The copy's cache-control was set for storage; give the client the
+    // remaining freshness instead.
+    resp.headers
+        .set("cache-control", "public, max-age=0, must-revalidate");
+    pipeline.respond(cx, head, &mut resp);
+    resp.headers.set("age", age.to_string());
+    resp.headers.set("x-edge-cache", state);
+    let init = web_sys::ResponseInit::new();
+    init.set_status(resp.status);
+    init.set_headers(&headers_to_sys(&resp.headers)?.into());
+    let body = if head_only { None } else { stored.body() };
+    Ok(Response::from(
+        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?,
+    ))
+}
+
+/// After a conditional request: a 304 refreshes and serves the stored copy
+/// (REVALIDATED); anything else is a miss.
+#[allow(clippy::too_many_arguments)]
+fn revalidated_or_miss(
+    pipeline: &Pipeline,
+    cx: &Context<'_>,
+    head: &RequestHead,
+    origin: std::result::Result<web_sys::Response, FetchFailure>,
+    stored: &web_sys::Response,
+    stored_headers: &Headers,
+    active: &ActiveConfig,
+    rule: &crate::config::CacheRule,
+    key: &str,
+    ctx: &worker::Context,
+    now: u64,
+    head_only: bool,
+) -> Result<Response> {
+    if let Ok(o) = &origin {
+        if o.status() == 304 {
+            let mut fresh = stored_headers.clone();
+            fresh.set(cache::STORED_AT, now.to_string());
+            let client_copy = stored.clone()?;
+            // Store the refreshed copy (its body teed from the stored one).
+            let init = web_sys::ResponseInit::new();
+            init.set_status(stored.status());
+            init.set_headers(&headers_to_sys(&fresh)?.into());
+            let body = stored.body();
+            let again =
+                web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?;
+            let key = key.to_string();
+            ctx.wait_until(async move {
+                let _ = worker::Cache::default()
+                    .put(key.as_str(), Response::from(again))
+                    .await;
+            });
+            let mut shown = fresh.clone();
+            shown.set(cache::STORED_AT, now.to_string());
+            return serve_stored(
+                pipeline,
+                cx,
+                head,
+                &client_copy,
+                &shown,
+                now,
+                "REVALIDATED",
+                head_only,
+            );
+        }
+    }
+    let plan = Some(StorePlan {
+        cfg: &active.config.cache,
+        rule,
+        key,
+        ctx,
+        now,
+    });
+    finish(pipeline, cx, head, origin, "MISS", plan, head_only)
+}
+
+/// Turns the origin's answer (or failure) into the client's response.
+fn finish(
+    pipeline: &Pipeline,
+    cx: &Context<'_>,
+    head: &RequestHead,
+    origin: std::result::Result<web_sys::Response, FetchFailure>,
+    state: &str,
+    store: Option<StorePlan<'_>>,
+    head_only: bool,
+) -> Result<Response> {
+    let origin = match origin {
         Ok(r) => r,
         Err(failure) => {
             let (err, detail) = match failure {
-                FetchFailure::Timeout => (
+                FetchFailure::Timeout(ms) => (
                     EdgeError::OriginTimeout,
-                    format!("no response headers within {} ms", up.timeout_ms),
+                    format!("no response headers within {ms} ms"),
                 ),
                 FetchFailure::Unreachable(d) => (EdgeError::OriginUnreachable, d),
                 FetchFailure::NotConfigured(d) => (EdgeError::UpstreamNotConfigured, d),
@@ -326,28 +784,32 @@ async fn fetch(req: Request, env: Env, _ctx: worker::Context) -> Result<Response
             log_json(
                 "error",
                 err.code(),
-                &format!(
-                    "request {} route {:?} upstream {:?}: {detail}",
-                    cx.request_id, cx.route, up.upstream
-                ),
+                &format!("request {} route {:?}: {detail}", cx.request_id, cx.route),
             );
-            return synthetic_response(&pipeline.error(&cx, &head, err), head_only);
+            let mut s = pipeline.error(cx, head, err);
+            s.head.headers.set("x-edge-cache", state);
+            return synthetic_response(&s, head_only);
         }
     };
     if origin.status() == 101 {
         // A WebSocket handshake: hand the origin's socket to the client as is.
         return Ok(Response::from(origin));
     }
-    let mut resp = ResponseHead {
+    let raw = ResponseHead {
         status: origin.status(),
         headers: headers_from_sys(&origin.headers()),
     };
-    pipeline.respond(&cx, &head, &mut resp);
+    if let Some(plan) = &store {
+        store_copy(plan, &origin, &raw)?;
+    }
+    let mut resp = raw;
+    pipeline.respond(cx, head, &mut resp);
+    resp.headers.set("x-edge-cache", state);
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
     init.set_status_text(&origin.status_text());
     init.set_headers(&headers_to_sys(&resp.headers)?.into());
-    let body = origin.body();
+    let body = if head_only { None } else { origin.body() };
     let out = web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?;
     Ok(Response::from(out))
 }

@@ -1,1 +1,18 @@
-//! provisioner library.
+//! `provisioner`: builds and reconciles the IPv6-only Talos Kubernetes cluster on
+//! Hetzner Cloud. Layout: [`spec`] (the cluster spec), [`hcloud`] (API client),
+//! [`plan`] (pure desired-vs-observed planning), [`apply`] (executing plans),
+//! [`userdata`] (machine configs as user data), [`progress`] and [`cli`].
+
+// Errors carry the API's code, message and details for good messages; they are
+// returned rarely, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod apply;
+pub mod cli;
+pub mod hcloud;
+pub mod plan;
+pub mod progress;
+pub mod spec;
+pub mod userdata;
+
+pub use cli::{run, Capture, Env};

@@ -74,7 +74,8 @@ async fn every_route_class_reaches_its_origin() {
     assert!(sf
         .iter()
         .all(|r| r.header("x-via-service-binding") == Some("STOREFRONT")));
-    assert_eq!(edge.medusa.requests().len(), 6);
+    // Six requests to Medusa paths; the second /store/products was a cache hit.
+    assert_eq!(edge.medusa.requests().len(), 5);
     edge.shutdown().await;
 }
 
@@ -611,4 +612,252 @@ fn wrangler_deploy_dry_run_passes_offline() {
             );
         }
     }
+}
+
+#[test]
+fn a_bad_edge_config_fails_the_build_naming_the_entry() {
+    let root = shopedge_tests::shared_data::repo_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = std::fs::read_to_string(root.join("edge-worker/edge.toml")).expect("edge.toml");
+    let cases = [
+        (good.replace("upstream = \"medusa\"", "upstream = \"medusa2\""), "routes[0] \"medusa\": upstream \"medusa2\" is not defined"),
+        (good.replace("[security_headers]", "[security_headers]\ncolour = \"red\""), "unknown field `colour`"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("edge-{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["check", "--quiet", "-p", "edge-worker", "--lib"])
+            .current_dir(&root)
+            .env("EDGE_CONFIG", &path)
+            .env("CARGO_TARGET_DIR", root.join("target/config-check"))
+            .output()
+            .expect("cargo check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "build should fail for case {i}");
+        assert!(stderr.contains(want), "case {i}: want {want:?} in:\n{stderr}");
+    }
+}
+
+// ---- cache layer -----------------------------------------------------------
+
+/// An override of the built-in config with short cache lifetimes for tests.
+fn short_cache_config(ttl: u32, swr: u32, sie: u32) -> String {
+    let mut cfg = edge_worker::active::ActiveConfig::builtin().expect("builtin").config;
+    for rule in cfg.cache.rules.iter_mut() {
+        rule.ttl = ttl;
+        rule.stale_while_revalidate = swr;
+        rule.stale_if_error = sie;
+    }
+    serde_json::to_string(&cfg).expect("json")
+}
+
+fn cache_state(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("x-edge-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_string()
+}
+
+async fn get(c: &Client, url: String, headers: &[(&str, &str)]) -> (String, StatusCode, String, Option<String>) {
+    let mut rb = c.get(url);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb.send().await.expect("request");
+    let state = cache_state(&r);
+    let age = r.headers().get("age").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let status = r.status();
+    (state, status, r.text().await.expect("body"), age)
+}
+
+#[tokio::test]
+async fn cache_hit_miss_and_key_normalisation() {
+    let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
+    let c = client();
+    let (s, st, body1, _) = get(&c, edge.at("/store/products?b=2&a=1&utm_source=news"), &[]).await;
+    assert_eq!((s.as_str(), st), ("MISS", StatusCode::OK));
+    // Same key: sorted query, tracking parameters dropped, host case folded.
+    let (s, _, body2, age) = get(&c, edge.at("/store/products?a=1&fbclid=x&b=2"), &[]).await;
+    assert_eq!(s, "HIT");
+    assert_eq!(body1, body2);
+    assert!(age.is_some(), "Age header on hits");
+    assert_eq!(edge.medusa.requests_to("/store/products").len(), 1);
+    // Varying on the publishable key and the region cookie makes new entries.
+    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("x-publishable-api-key", "pk_1")]).await;
+    assert_eq!(s, "MISS");
+    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("x-publishable-api-key", "pk_1")]).await;
+    assert_eq!(s, "HIT");
+    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("cookie", "region=eu")]).await;
+    assert_eq!(s, "MISS");
+    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("cookie", "theme=dark; region=eu")]).await;
+    assert_eq!(s, "HIT");
+    assert_eq!(edge.medusa.requests_to("/store/products").len(), 3);
+    // Storefront pages and static assets are cached too.
+    for path in ["/products/linen-shirt", "/_next/static/chunks/main.js"] {
+        assert_eq!(get(&c, edge.at(path), &[]).await.0, "MISS");
+        assert_eq!(get(&c, edge.at(path), &[]).await.0, "HIT");
+    }
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn cache_bypass_for_credentials_sessions_and_private_routes() {
+    let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
+    let c = client();
+    for headers in [vec![("authorization", "Bearer x")], vec![("cookie", "connect.sid=s%3Aabc")], vec![("cookie", "_medusa_jwt=eyJ")], vec![("range", "bytes=0-10")]] {
+        for _ in 0..2 {
+            let (s, ..) = get(&c, edge.at("/store/products"), &headers).await;
+            assert_eq!(s, "BYPASS", "{headers:?}");
+        }
+    }
+    for path in ["/store/carts/cart_01", "/store/customers/me", "/admin/products", "/auth/session", "/hooks/payment/stripe"] {
+        let (s, ..) = get(&c, edge.at(path), &[]).await;
+        assert_eq!(s, "BYPASS", "{path}");
+    }
+    assert_eq!(edge.medusa.requests_to("/store/products").len(), 8);
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn cache_never_stores_set_cookie_private_or_errors() {
+    let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
+    let c = client();
+    for q in ["set_cookie=1", "cache_control=private", "cache_control=no-store", "status=500", "status=403"] {
+        for _ in 0..2 {
+            let (s, ..) = get(&c, edge.at(&format!("/store/regions?{q}")), &[]).await;
+            assert_eq!(s, "MISS", "{q}");
+        }
+        assert_eq!(edge.medusa.requests_to(&format!("/store/regions?{q}")).len(), 2, "{q} must not be stored");
+    }
+    // Short negative caching of 404.
+    let (s, st, ..) = get(&c, edge.at("/store/regions?status=404"), &[]).await;
+    assert_eq!((s.as_str(), st), ("MISS", StatusCode::NOT_FOUND));
+    let (s, st, ..) = get(&c, edge.at("/store/regions?status=404"), &[]).await;
+    assert_eq!((s.as_str(), st), ("HIT", StatusCode::NOT_FOUND));
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn cache_stale_while_revalidate_and_conditional_revalidation() {
+    let opts = EdgeOptions { kv: map(&[("config", &short_cache_config(1, 30, 0))]), ..Default::default() };
+    let edge = Edge::start(opts).await.expect("edge");
+    let c = client();
+    assert_eq!(get(&c, edge.at("/store/regions"), &[]).await.0, "MISS");
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (s, _, body, _) = get(&c, edge.at("/store/regions"), &[]).await;
+    assert_eq!(s, "STALE");
+    assert!(body.contains("\"served\":1"), "the stale copy is served: {body}");
+    // The background refresh reached the origin and stored a fresh copy.
+    let mut refreshed = false;
+    for _ in 0..50 {
+        if edge.medusa.requests_to("/store/regions").len() == 2 {
+            refreshed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refreshed, "stale-while-revalidate refreshes in the background");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (s, _, body, _) = get(&c, edge.at("/store/regions"), &[]).await;
+    assert_eq!(s, "HIT");
+    assert!(body.contains("\"served\":2"), "{body}");
+    edge.shutdown().await;
+
+    // Expired beyond the stale windows, with an ETag: a conditional request
+    // and a 304 from the origin give REVALIDATED.
+    let opts = EdgeOptions { kv: map(&[("config", &short_cache_config(1, 0, 0))]), ..Default::default() };
+    let edge = Edge::start(opts).await.expect("edge");
+    assert_eq!(get(&c, edge.at("/store/products"), &[]).await.0, "MISS");
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (s, st, body, _) = get(&c, edge.at("/store/products"), &[]).await;
+    assert_eq!((s.as_str(), st), ("REVALIDATED", StatusCode::OK));
+    assert!(body.contains("linen-shirt"));
+    let reqs = edge.medusa.requests_to("/store/products");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].header("if-none-match"), Some("\"products-v1\""));
+    assert_eq!(get(&c, edge.at("/store/products"), &[]).await.0, "HIT");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn cache_stale_if_error_with_the_origin_stopped() {
+    let opts = EdgeOptions { kv: map(&[("config", &short_cache_config(1, 0, 120))]), ..Default::default() };
+    let mut edge = Edge::start(opts).await.expect("edge");
+    let c = client();
+    let (s, _, first, _) = get(&c, edge.at("/products/linen-shirt"), &[]).await;
+    assert_eq!(s, "MISS");
+    edge.storefront.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (s, st, body, age) = get(&c, edge.at("/products/linen-shirt"), &[]).await;
+    assert_eq!((s.as_str(), st), ("STALE", StatusCode::OK));
+    assert_eq!(body, first);
+    assert!(age.and_then(|a| a.parse::<u64>().ok()).is_some_and(|a| a >= 1));
+    // Nothing stored for this one: the failure shows.
+    let (s, st, ..) = get(&c, edge.at("/products/other"), &[]).await;
+    assert_eq!((s.as_str(), st), ("MISS", StatusCode::BAD_GATEWAY));
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn cache_purge_needs_the_token_and_bumps_the_generation() {
+    let opts = EdgeOptions { secrets: map(&[("EDGE_PURGE_TOKEN", "purge-token-123")]), ..Default::default() };
+    let edge = Edge::start(opts).await.expect("edge");
+    let c = client();
+    for path in ["/store/products", "/products/linen-shirt"] {
+        assert_eq!(get(&c, edge.at(path), &[]).await.0, "MISS");
+        assert_eq!(get(&c, edge.at(path), &[]).await.0, "HIT");
+    }
+    for auth in [None, Some("Bearer wrong"), Some("purge-token-123")] {
+        let mut rb = c.post(edge.at("/__edge/purge"));
+        if let Some(a) = auth {
+            rb = rb.header("authorization", a);
+        }
+        let r = rb.send().await.expect("purge");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    let r = c.get(edge.at("/__edge/purge")).send().await.expect("purge");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Purge one prefix: only it misses.
+    let r = c
+        .post(edge.at("/__edge/purge"))
+        .header("authorization", "Bearer purge-token-123")
+        .body(r#"{"prefix": "/store/products"}"#)
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(get(&c, edge.at("/store/products"), &[]).await.0, "MISS");
+    assert_eq!(get(&c, edge.at("/products/linen-shirt"), &[]).await.0, "HIT");
+    // Purge everything.
+    let r = c.post(edge.at("/__edge/purge")).header("authorization", "Bearer purge-token-123").send().await.expect("purge");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(get(&c, edge.at("/products/linen-shirt"), &[]).await.0, "MISS");
+    let bad = c.post(edge.at("/__edge/purge")).header("authorization", "Bearer purge-token-123").body("{not json").send().await.expect("purge");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(!edge.worker_logs().contains("purge-token-123"), "the purge token is never logged");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn cache_poisoning_headers_change_nothing() {
+    let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
+    let c = client();
+    let evil = [
+        ("x-forwarded-host", "evil.example"),
+        ("x-original-url", "/admin/users"),
+        ("x-rewrite-url", "/admin/users"),
+        ("x-http-method-override", "DELETE"),
+    ];
+    let (s, _, poisoned, _) = get(&c, edge.at("/store/regions?x=1"), &evil).await;
+    assert_eq!(s, "MISS");
+    for needle in ["evil.example", "/admin/users", "DELETE"] {
+        assert!(!poisoned.contains(needle), "{needle} reached the origin: {poisoned}");
+    }
+    let (s, _, clean, _) = get(&c, edge.at("/store/regions?x=1"), &[]).await;
+    assert_eq!(s, "HIT", "the unkeyed headers did not create another entry");
+    assert_eq!(clean, poisoned);
+    assert_eq!(edge.medusa.requests_to("/store/regions").len(), 1);
+    edge.shutdown().await;
 }

@@ -102,19 +102,28 @@ pub async fn start(kind: Kind, addr: SocketAddr) -> std::io::Result<Origin> {
     let addr = listener.local_addr()?;
     let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, mut rx) = oneshot::channel();
+    // Stopping also drops open (keep-alive) connections, like a dead origin.
+    let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
     let server_log = log.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = &mut rx => break,
+                _ = &mut rx => {
+                    let _ = closed_tx.send(true);
+                    break;
+                }
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let log = server_log.clone();
+                    let mut closed = closed_rx.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| handle(kind, log.clone(), req));
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                            .await;
+                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = closed.changed() => {}
+                        }
                     });
                 }
             }
@@ -375,7 +384,59 @@ async fn handle(
             );
             r
         }
-        (Kind::Medusa, "/store/products") => json(StatusCode::OK, products()),
+        (Kind::Medusa, "/store/products") => {
+            // Validators, so the edge can revalidate with If-None-Match.
+            let etag = "\"products-v1\"";
+            if rec.header("if-none-match") == Some(etag) {
+                let mut r = full(StatusCode::NOT_MODIFIED, "application/json", Bytes::new());
+                r.headers_mut().insert(
+                    hyper::header::ETAG,
+                    hyper::header::HeaderValue::from_static("\"products-v1\""),
+                );
+                r
+            } else {
+                let mut r = json(StatusCode::OK, products());
+                r.headers_mut().insert(
+                    hyper::header::ETAG,
+                    hyper::header::HeaderValue::from_static("\"products-v1\""),
+                );
+                r
+            }
+        }
+        (Kind::Medusa, "/store/regions") => {
+            // Cacheable echo with knobs: status, set_cookie, cache_control.
+            let n = log
+                .lock()
+                .map(|l| {
+                    l.iter()
+                        .filter(|r| r.uri.starts_with("/store/regions"))
+                        .count()
+                })
+                .unwrap_or(0);
+            let status = query_param(req.uri(), "status")
+                .and_then(|v| v.parse::<u16>().ok())
+                .and_then(|v| StatusCode::from_u16(v).ok())
+                .unwrap_or(StatusCode::OK);
+            let body = serde_json::json!({
+                "served": n,
+                "method": rec.method,
+                "uri": rec.uri,
+                "headers": rec.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>(),
+            });
+            let mut r = json(status, body);
+            if query_param(req.uri(), "set_cookie").is_some() {
+                r.headers_mut().insert(
+                    hyper::header::SET_COOKIE,
+                    hyper::header::HeaderValue::from_static("session=abc; HttpOnly"),
+                );
+            }
+            if let Some(cc) = query_param(req.uri(), "cache_control")
+                .and_then(|v| hyper::header::HeaderValue::from_str(&v.replace("%20", " ")).ok())
+            {
+                r.headers_mut().insert(hyper::header::CACHE_CONTROL, cc);
+            }
+            r
+        }
         (Kind::Medusa, "/store/carts") if rec.method == "POST" => json(
             StatusCode::OK,
             serde_json::json!({"cart": {"id": "cart_01", "items": [], "currency_code": "eur"}}),

@@ -1,0 +1,82 @@
+//! `waf-report`: replay YAML corpora (CRS regression-test format) through
+//! the WAF and print true- and false-positive rates per group.
+
+#[path = "../corpus.rs"]
+mod corpus;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use edge_waf::{Waf, WafConfig};
+
+#[derive(Parser)]
+#[command(
+    about = "Replay WAF corpora and report blocked attacks (TP) and blocked benign requests (FP)"
+)]
+struct Args {
+    /// Corpus directories (YAML files in CRS regression-test format, searched recursively).
+    #[arg(required = true)]
+    corpus: Vec<PathBuf>,
+    /// Paranoia level (1-4).
+    #[arg(long, default_value_t = 1)]
+    paranoia: u8,
+    /// Anomaly threshold.
+    #[arg(long, default_value_t = 5)]
+    threshold: u32,
+    /// Also list the blocked benign and the missed attack requests.
+    #[arg(long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = WafConfig {
+        paranoia: args.paranoia,
+        threshold: args.threshold,
+        ..WafConfig::default()
+    };
+    let waf = match Waf::new(cfg) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for dir in &args.corpus {
+        let (reqs, problems) = match corpus::load(dir) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: {e} (pass a directory containing *.yaml test files)");
+                return ExitCode::from(2);
+            }
+        };
+        for p in &problems {
+            eprintln!("warning: skipped {p}");
+        }
+        let report = corpus::replay(&waf, &reqs);
+        print!(
+            "{}",
+            corpus::render(
+                &format!(
+                    "{} ({} requests, paranoia {}, threshold {})",
+                    dir.display(),
+                    reqs.len(),
+                    args.paranoia,
+                    args.threshold
+                ),
+                &report
+            )
+        );
+        if args.verbose {
+            for fp in &report.false_positives {
+                println!("FP {fp}");
+            }
+            for fnn in &report.false_negatives {
+                println!("FN {fnn}");
+            }
+        }
+        println!();
+    }
+    ExitCode::SUCCESS
+}

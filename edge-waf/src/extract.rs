@@ -1,0 +1,624 @@
+//! Splitting a request into the fields the detectors inspect: path, query
+//! and form arguments, JSON fields, multipart names/filenames/values,
+//! cookies, selected headers and (for unparsed types) the raw body.
+//!
+//! All parsing is bounded by the configured limits and reports problems
+//! (malformed JSON or multipart, excessive depth) instead of failing.
+
+use crate::config::Limits;
+
+/// Where a field came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loc {
+    /// The request path.
+    Path,
+    /// A query, form, JSON or multipart argument name.
+    ArgName,
+    /// A query, form, JSON or multipart argument value.
+    ArgValue,
+    CookieName,
+    CookieValue,
+    /// A request header value (`name` is the lowercase header name).
+    Header,
+    /// A multipart file name.
+    Filename,
+    /// The raw body of a type that is not parsed into arguments.
+    Body,
+}
+
+impl Loc {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loc::Path => "path",
+            Loc::ArgName => "args_names",
+            Loc::ArgValue => "args",
+            Loc::CookieName => "cookies_names",
+            Loc::CookieValue => "cookies",
+            Loc::Header => "headers",
+            Loc::Filename => "files",
+            Loc::Body => "body",
+        }
+    }
+}
+
+/// One value to inspect.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub loc: Loc,
+    /// Argument, cookie or header name (for exclusions and logs).
+    pub name: String,
+    pub raw: Vec<u8>,
+    /// Whether `+` means space (query and form encoding).
+    pub plus: bool,
+}
+
+/// Problems found while parsing the body.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BodyIssues {
+    pub json_invalid: bool,
+    pub json_too_deep: bool,
+    pub multipart_invalid: bool,
+    pub too_many_args: bool,
+}
+
+/// Body encodings the WAF understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Form,
+    Json,
+    Multipart,
+    Xml,
+    Other,
+}
+
+pub fn body_kind(media_type: &str) -> BodyKind {
+    match media_type {
+        "application/x-www-form-urlencoded" => BodyKind::Form,
+        "multipart/form-data" | "multipart/related" | "multipart/mixed" => BodyKind::Multipart,
+        t if t == "application/json" || t.ends_with("+json") => BodyKind::Json,
+        t if t.ends_with("/xml") || t.ends_with("+xml") => BodyKind::Xml,
+        _ => BodyKind::Other,
+    }
+}
+
+/// Split `name=value&...` into argument fields.
+pub fn parse_urlencoded(
+    input: &[u8],
+    out: &mut Vec<Field>,
+    limits: &Limits,
+    issues: &mut BodyIssues,
+) {
+    for pair in input.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        if out.len() >= limits.max_args {
+            issues.too_many_args = true;
+            return;
+        }
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(p) => (&pair[..p], Some(&pair[p + 1..])),
+            None => (pair, None),
+        };
+        let name_s = display_name(name);
+        out.push(Field {
+            loc: Loc::ArgName,
+            name: name_s.clone(),
+            raw: name[..name.len().min(limits.max_field_len)].to_vec(),
+            plus: true,
+        });
+        if let Some(v) = value {
+            if !v.is_empty() {
+                out.push(Field {
+                    loc: Loc::ArgValue,
+                    name: name_s,
+                    raw: v[..v.len().min(limits.max_field_len)].to_vec(),
+                    plus: true,
+                });
+            }
+        }
+    }
+}
+
+/// A short, decoded, printable name for logs and exclusion matching.
+fn display_name(raw: &[u8]) -> String {
+    let raw = &raw[..raw.len().min(256)];
+    let mut flags = crate::normalize::DecodeFlags::default();
+    let (dec, _) = crate::normalize::percent_decode_pass(raw, true, &mut flags);
+    String::from_utf8_lossy(&dec)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(128)
+        .collect()
+}
+
+/// Cookies: `a=b; c=d`.
+pub fn parse_cookies(header: &str, out: &mut Vec<Field>, limits: &Limits) {
+    for part in header.split(';') {
+        let part = part.trim();
+        if part.is_empty() || out.len() >= limits.max_args {
+            continue;
+        }
+        let (name, value) = match part.find('=') {
+            Some(p) => (&part[..p], &part[p + 1..]),
+            None => (part, ""),
+        };
+        out.push(Field {
+            loc: Loc::CookieName,
+            name: name.chars().take(128).collect(),
+            raw: cap(name.as_bytes(), limits.max_field_len),
+            plus: false,
+        });
+        if !value.is_empty() {
+            out.push(Field {
+                loc: Loc::CookieValue,
+                name: name.chars().take(128).collect(),
+                raw: cap(value.as_bytes(), limits.max_field_len),
+                plus: false,
+            });
+        }
+    }
+}
+
+fn cap(b: &[u8], n: usize) -> Vec<u8> {
+    b[..b.len().min(n)].to_vec()
+}
+
+/// Maximum nesting depth of a JSON document, computed without parsing
+/// (strings are skipped), so a hostile depth never reaches the parser.
+pub fn json_depth(input: &[u8]) -> usize {
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    let mut in_str = false;
+    let mut esc = false;
+    for &b in input {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// JSON body: every key (as a dotted path) and every string value.
+///
+/// A streaming scanner (no value tree): it checks the structure, bounds
+/// the depth and unescapes strings, so a 64 KiB document costs one pass.
+pub fn parse_json(
+    input: &[u8],
+    truncated: bool,
+    out: &mut Vec<Field>,
+    limits: &Limits,
+    issues: &mut BodyIssues,
+) {
+    if json_depth(input) > limits.json_max_depth {
+        issues.json_too_deep = true;
+        return;
+    }
+    let mut sc = JsonScan {
+        b: input,
+        i: 0,
+        path: String::new(),
+        limits,
+        out_start: out.len(),
+    };
+    let ok = sc.value(out, issues).is_some() && {
+        sc.ws();
+        sc.i == input.len()
+    };
+    if !ok {
+        out.truncate(sc.out_start);
+        if truncated {
+            // Only a prefix was read: inspect it as raw text instead.
+            out.push(Field {
+                loc: Loc::Body,
+                name: "body".into(),
+                raw: cap(input, limits.max_field_len * 4),
+                plus: false,
+            });
+        } else {
+            issues.json_invalid = true;
+        }
+    }
+}
+
+struct JsonScan<'a> {
+    b: &'a [u8],
+    i: usize,
+    path: String,
+    limits: &'a Limits,
+    out_start: usize,
+}
+
+impl JsonScan<'_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Depth is bounded beforehand by [`json_depth`].
+    fn value(&mut self, out: &mut Vec<Field>, issues: &mut BodyIssues) -> Option<()> {
+        self.ws();
+        match self.peek()? {
+            b'{' => {
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    let saved = self.path.len();
+                    if !self.path.is_empty() {
+                        self.path.push('.');
+                    }
+                    self.path
+                        .push_str(&String::from_utf8_lossy(&key[..key.len().min(256)]));
+                    self.push(out, Loc::ArgName, key, issues);
+                    self.ws();
+                    if self.peek()? != b':' {
+                        return None;
+                    }
+                    self.i += 1;
+                    self.value(out, issues)?;
+                    self.path.truncate(saved);
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.value(out, issues)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'"' => {
+                let v = self.string()?;
+                if !v.is_empty() {
+                    self.push(out, Loc::ArgValue, v, issues);
+                }
+                Some(())
+            }
+            b't' => self.lit(b"true"),
+            b'f' => self.lit(b"false"),
+            b'n' => self.lit(b"null"),
+            b'-' | b'0'..=b'9' => {
+                let s = self.i;
+                while self.i < self.b.len()
+                    && matches!(
+                        self.b[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.i += 1;
+                }
+                (self.i > s).then_some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn lit(&mut self, l: &[u8]) -> Option<()> {
+        if self.b[self.i..].starts_with(l) {
+            self.i += l.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn push(&mut self, out: &mut Vec<Field>, loc: Loc, raw: Vec<u8>, issues: &mut BodyIssues) {
+        if out.len() - self.out_start >= self.limits.max_args {
+            issues.too_many_args = true;
+            return;
+        }
+        let mut raw = raw;
+        raw.truncate(self.limits.max_field_len);
+        out.push(Field {
+            loc,
+            name: self.path.clone(),
+            raw,
+            plus: false,
+        });
+    }
+
+    /// A JSON string at `self.i` (which must be `"`), unescaped.
+    fn string(&mut self) -> Option<Vec<u8>> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.i += 1;
+        let start = self.i;
+        // fast path: no escapes
+        while self.i < self.b.len() {
+            match self.b[self.i] {
+                b'"' => {
+                    let v = self.b[start..self.i].to_vec();
+                    self.i += 1;
+                    return Some(v);
+                }
+                b'\\' => break,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let mut v = self.b[start..self.i].to_vec();
+        while self.i < self.b.len() {
+            let c = self.b[self.i];
+            self.i += 1;
+            match c {
+                b'"' => return Some(v),
+                b'\\' => {
+                    let e = *self.b.get(self.i)?;
+                    self.i += 1;
+                    match e {
+                        b'"' => v.push(b'"'),
+                        b'\\' => v.push(b'\\'),
+                        b'/' => v.push(b'/'),
+                        b'b' => v.push(8),
+                        b'f' => v.push(12),
+                        b'n' => v.push(b'\n'),
+                        b'r' => v.push(b'\r'),
+                        b't' => v.push(b'\t'),
+                        b'u' => {
+                            let hex = std::str::from_utf8(self.b.get(self.i..self.i + 4)?).ok()?;
+                            let mut cp = u32::from_str_radix(hex, 16).ok()?;
+                            self.i += 4;
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.b[self.i..].starts_with(b"\\u")
+                            {
+                                if let Some(lo) = self
+                                    .b
+                                    .get(self.i + 2..self.i + 6)
+                                    .and_then(|h| std::str::from_utf8(h).ok())
+                                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                {
+                                    if (0xDC00..0xE000).contains(&lo) {
+                                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                                        self.i += 6;
+                                    }
+                                }
+                            }
+                            let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
+                            let mut buf = [0u8; 4];
+                            v.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => return None,
+                    }
+                }
+                c if c < 0x20 => return None,
+                c => v.push(c),
+            }
+        }
+        None
+    }
+}
+
+/// Extract a parameter (e.g. `boundary`, `charset`) from a header value.
+pub fn header_param<'a>(value: &'a str, param: &str) -> Option<&'a str> {
+    for part in value.split(';').skip(1) {
+        let part = part.trim();
+        if let Some(p) = part.find('=') {
+            if part[..p].trim().eq_ignore_ascii_case(param) {
+                return Some(part[p + 1..].trim().trim_matches('"'));
+            }
+        }
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || from >= hay.len() {
+        return None;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// multipart/form-data: field names, file names and (non-file) values.
+pub fn parse_multipart(
+    input: &[u8],
+    boundary: Option<&str>,
+    out: &mut Vec<Field>,
+    limits: &Limits,
+    issues: &mut BodyIssues,
+) {
+    let Some(boundary) = boundary.filter(|b| !b.is_empty() && b.len() <= 200) else {
+        issues.multipart_invalid = true;
+        return;
+    };
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let Some(mut pos) = find(input, delim, 0) else {
+        issues.multipart_invalid = true;
+        return;
+    };
+    loop {
+        let start = pos + delim.len();
+        if input[start..].starts_with(b"--") {
+            break;
+        }
+        let next = find(input, delim, start);
+        let part = &input[start..next.unwrap_or(input.len())];
+        let part = part
+            .strip_prefix(b"\r\n")
+            .or_else(|| part.strip_prefix(b"\n"))
+            .unwrap_or(part);
+        let (head, body) = match find(part, b"\r\n\r\n", 0) {
+            Some(p) => (&part[..p], &part[p + 4..]),
+            None => match find(part, b"\n\n", 0) {
+                Some(p) => (&part[..p], &part[p + 2..]),
+                None => {
+                    issues.multipart_invalid = true;
+                    (part, &b""[..])
+                }
+            },
+        };
+        let body = body.strip_suffix(b"\n").unwrap_or(body);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let head = String::from_utf8_lossy(head);
+        let mut name = None;
+        let mut filename = None;
+        for line in head.lines() {
+            let line = line.trim();
+            if line.len() > 20 && line[..20].eq_ignore_ascii_case("content-disposition:") {
+                name = header_param(line, "name").map(str::to_string);
+                filename = header_param(line, "filename").map(str::to_string);
+            }
+        }
+        if out.len() >= limits.max_args {
+            issues.too_many_args = true;
+            return;
+        }
+        let fname = name.clone().unwrap_or_default();
+        if let Some(n) = &name {
+            out.push(Field {
+                loc: Loc::ArgName,
+                name: fname.clone(),
+                raw: cap(n.as_bytes(), limits.max_field_len),
+                plus: false,
+            });
+        } else {
+            issues.multipart_invalid = true;
+        }
+        match &filename {
+            Some(f) => {
+                out.push(Field {
+                    loc: Loc::Filename,
+                    name: fname,
+                    raw: cap(f.as_bytes(), limits.max_field_len),
+                    plus: false,
+                });
+                // File contents are inspected as a raw body (bounded).
+                out.push(Field {
+                    loc: Loc::Body,
+                    name: "file".into(),
+                    raw: cap(body, limits.max_field_len),
+                    plus: false,
+                });
+            }
+            None => out.push(Field {
+                loc: Loc::ArgValue,
+                name: fname,
+                raw: cap(body, limits.max_field_len),
+                plus: false,
+            }),
+        }
+        match next {
+            Some(n) => pos = n,
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urlencoded_and_cookies() {
+        let l = Limits::default();
+        let mut out = vec![];
+        let mut issues = BodyIssues::default();
+        parse_urlencoded(b"a=1&b%5B%5D=x+y&flag", &mut out, &l, &mut issues);
+        let names: Vec<_> = out.iter().map(|f| (f.loc, f.name.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![
+                (Loc::ArgName, "a"),
+                (Loc::ArgValue, "a"),
+                (Loc::ArgName, "b[]"),
+                (Loc::ArgValue, "b[]"),
+                (Loc::ArgName, "flag")
+            ]
+        );
+        out.clear();
+        parse_cookies("sid=abc; theme=dark", &mut out, &l);
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn json_depth_is_bounded() {
+        let l = Limits::default();
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let mut out = vec![];
+        let mut issues = BodyIssues::default();
+        parse_json(deep.as_bytes(), false, &mut out, &l, &mut issues);
+        assert!(issues.json_too_deep);
+        let mut issues = BodyIssues::default();
+        parse_json(
+            br#"{"cart":{"items":[{"title":"x"}]}}"#,
+            false,
+            &mut out,
+            &l,
+            &mut issues,
+        );
+        assert!(out
+            .iter()
+            .any(|f| f.name == "cart.items.title" && f.loc == Loc::ArgValue));
+        let mut issues = BodyIssues::default();
+        parse_json(b"{nope", false, &mut out, &l, &mut issues);
+        assert!(issues.json_invalid);
+    }
+
+    #[test]
+    fn multipart_names_and_filenames() {
+        let l = Limits::default();
+        let body = b"--XX\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n--XX--\r\n";
+        let mut out = vec![];
+        let mut issues = BodyIssues::default();
+        parse_multipart(body, Some("XX"), &mut out, &l, &mut issues);
+        assert!(!issues.multipart_invalid);
+        assert!(out
+            .iter()
+            .any(|f| f.loc == Loc::ArgValue && f.raw == b"Hello"));
+        assert!(out
+            .iter()
+            .any(|f| f.loc == Loc::Filename && f.raw == b"a.php"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Property tests (bounded number of cases) of the normaliser, the field
+//! parsers and the whole inspection: no panics, bounded output.
+
+use edge_waf::normalize::{normalize, normalize_path};
+use edge_waf::{RequestView, Waf, WafConfig};
+use proptest::prelude::*;
+
+/// One WAF for all cases (building it compiles every rule).
+fn waf() -> &'static Waf {
+    static WAF: std::sync::OnceLock<Waf> = std::sync::OnceLock::new();
+    WAF.get_or_init(|| Waf::new(WafConfig::default()).unwrap())
+}
+
+fn cfg() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn encodedish() -> impl Strategy<Value = Vec<u8>> {
+    // Bias towards the characters the decoders care about.
+    let atoms = prop_oneof![
+        Just(b"%".to_vec()),
+        Just(b"%25".to_vec()),
+        Just(b"%u".to_vec()),
+        Just(b"&#".to_vec()),
+        Just(b"&#x".to_vec()),
+        Just(b"&lt;".to_vec()),
+        Just(b";".to_vec()),
+        Just(b"+".to_vec()),
+        Just(b"\0".to_vec()),
+        Just(b"/*".to_vec()),
+        Just(b"*/".to_vec()),
+        Just(b"../".to_vec()),
+        Just(b"\\".to_vec()),
+        Just(b"${".to_vec()),
+        Just(b"}".to_vec()),
+        Just(b"'".to_vec()),
+        Just(b"<".to_vec()),
+        any::<u8>().prop_map(|b| vec![b]),
+        "[0-9a-fA-F]{1,4}".prop_map(|s| s.into_bytes()),
+        "[a-z ]{1,6}".prop_map(|s| s.into_bytes()),
+    ];
+    prop::collection::vec(atoms, 0..64).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    #[test]
+    fn normalise_never_grows_or_panics(input in encodedish(), plus in any::<bool>()) {
+        let n = normalize(&input, plus, 4096, 3);
+        // decoding never lengthens a value (U+FFFD for a bad byte is 3 bytes: bound by 3x)
+        prop_assert!(n.text.len() <= input.len() * 3 + 3);
+        prop_assert!(n.compact.len() <= n.text.len());
+        prop_assert!(!n.text.contains('\0'));
+        let p = normalize_path(&String::from_utf8_lossy(&input), 4096, 3);
+        prop_assert!(p.path.starts_with('/'));
+        prop_assert!(!p.path.contains("/../"));
+    }
+
+    #[test]
+    fn max_len_bounds_the_work(input in prop::collection::vec(any::<u8>(), 0..2000)) {
+        let n = normalize(&input, true, 100, 3);
+        prop_assert!(n.text.len() <= 300);
+    }
+
+    #[test]
+    fn inspect_never_panics(
+        method in "[A-Z]{1,8}",
+        path in encodedish(),
+        query in encodedish(),
+        body in encodedish(),
+        ct in prop_oneof![Just("application/json"), Just("application/x-www-form-urlencoded"), Just("multipart/form-data; boundary=XX"), Just("text/xml"), Just(""), Just("text/plain; charset=evil")],
+        hv in encodedish(),
+    ) {
+        let waf = waf();
+        let uri = format!("/{}?{}", String::from_utf8_lossy(&path), String::from_utf8_lossy(&query));
+        let headers = vec![
+            ("Host".to_string(), "shop.example.com".to_string()),
+            ("Content-Type".to_string(), ct.to_string()),
+            ("User-Agent".to_string(), String::from_utf8_lossy(&hv).into_owned()),
+            ("Cookie".to_string(), String::from_utf8_lossy(&hv).into_owned()),
+        ];
+        let d = waf.inspect(&RequestView { method: &method, uri: &uri, headers: &headers, body: Some(&body), body_len: None, client_ip: None, country: None, asn: None });
+        prop_assert!(d.matches.len() <= 64);
+        let line = d.log_line("r");
+        prop_assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok());
+        prop_assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn json_bodies_of_any_shape(depth in 0usize..200, width in 0usize..50, s in "[ -~]{0,20}") {
+        let waf = waf();
+        let mut body = String::new();
+        for _ in 0..depth { body.push_str("{\"k\":["); }
+        for i in 0..width { if i > 0 { body.push(','); } body.push_str(&serde_json::to_string(&s).unwrap()); }
+        for _ in 0..depth { body.push_str("]}"); }
+        let headers = vec![("Host".to_string(), "shop.example.com".to_string()), ("Content-Type".to_string(), "application/json".to_string())];
+        let d = waf.inspect(&RequestView { method: "POST", uri: "/store/carts", headers: &headers, body: Some(body.as_bytes()), body_len: None, client_ip: None, country: None, asn: None });
+        if depth > 40 { prop_assert!(d.is_blocked()); }
+    }
+}

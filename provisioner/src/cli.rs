@@ -1,0 +1,651 @@
+//! The command line: `init`, `plan`, `up`, `down`, `status`, `lockdown`.
+//!
+//! [`run`] takes its environment and output streams as arguments so tests drive the
+//! CLI in-process. A new subcommand group is one variant in [`Command`] plus one arm
+//! in [`dispatch`].
+
+use crate::apply::{self, ApplyError, Executor};
+use crate::hcloud::{Client, ClientConfig, HcloudError, DEFAULT_ENDPOINT, TOKEN_HELP};
+use crate::plan::{self, Observed, Plan, LABEL_PHASE};
+use crate::progress::{line, Progress, Sink};
+use crate::spec::{ClusterSpec, SpecError};
+use crate::userdata::{self, UserDataError};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "provisioner",
+    version,
+    about = "Builds and reconciles the IPv6-only Talos cluster on Hetzner Cloud"
+)]
+pub struct Cli {
+    /// Cluster spec file (TOML, or YAML for .yaml/.yml).
+    #[arg(long, short = 'f', global = true, default_value = "cluster.toml")]
+    pub spec: PathBuf,
+    /// Read the Hetzner API token from this file instead of HCLOUD_TOKEN.
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Hetzner API endpoint (default: HCLOUD_ENDPOINT or the public API).
+    #[arg(long, global = true)]
+    pub endpoint: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented cluster spec with good defaults.
+    Init {
+        /// Cluster name.
+        #[arg(long, default_value = "shopedge")]
+        name: String,
+        /// Overwrite an existing spec file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show, read-only, what `up` would create, change or delete.
+    Plan,
+    /// Create or converge the cluster's infrastructure.
+    Up {
+        /// Allow deleting and re-creating servers whose type or image changed.
+        #[arg(long)]
+        allow_replace: bool,
+    },
+    /// Delete everything this cluster owns.
+    Down {
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Also delete the load balancers and volumes the in-cluster CCM and CSI created.
+        #[arg(long)]
+        include_cluster_created: bool,
+    },
+    /// Show what exists.
+    Status,
+    /// Close the bootstrap firewall window: no public inbound port remains.
+    Lockdown,
+}
+
+/// Shows a prompt and reads one line of input.
+pub type Prompt = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// User-data source plus each node's user-data hash.
+type Sources = (Box<dyn userdata::UserDataSource>, BTreeMap<String, String>);
+
+/// The process environment, injected so tests can drive the CLI in-process.
+#[derive(Clone)]
+pub struct Env {
+    pub vars: BTreeMap<String, String>,
+    /// Directory relative paths are resolved against.
+    pub cwd: PathBuf,
+    /// Whether stderr is a terminal (spinners, confirmation prompts).
+    pub terminal: bool,
+    /// Reads one line of user input after showing the prompt (terminal only).
+    pub prompt: Option<Prompt>,
+    /// Multiplies the client's retry and poll delays (tests and benchmarks).
+    pub time_scale: f64,
+}
+
+impl Env {
+    /// The real process environment.
+    pub fn from_process() -> Self {
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal() && std::io::stdin().is_terminal();
+        Self {
+            vars: std::env::vars().collect(),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            terminal,
+            prompt: Some(Arc::new(|p: &str| {
+                use std::io::Write;
+                eprint!("{p}");
+                let _ = std::io::stderr().flush();
+                let mut s = String::new();
+                std::io::stdin().read_line(&mut s).ok()?;
+                Some(s.trim().to_string())
+            })),
+            time_scale: 1.0,
+        }
+    }
+
+    /// An empty environment for tests: no variables, not a terminal.
+    pub fn empty(cwd: impl Into<PathBuf>) -> Self {
+        Self {
+            vars: BTreeMap::new(),
+            cwd: cwd.into(),
+            terminal: false,
+            prompt: None,
+            time_scale: 1.0,
+        }
+    }
+
+    pub fn var(mut self, k: &str, v: &str) -> Self {
+        self.vars.insert(k.into(), v.into());
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    UserData(#[from] UserDataError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Api(#[from] HcloudError),
+    #[error("no Hetzner API token: {TOKEN_HELP}")]
+    NoToken,
+    #[error("cannot read token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage).
+pub async fn run(args: Vec<String>, env: Env, out: Sink, err: Sink) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let text = e.render().to_string();
+            line(if code == 0 { &out } else { &err }, text.trim_end());
+            return code;
+        }
+    };
+    match dispatch(&cli, &env, &out, &err).await {
+        Ok(()) => 0,
+        Err(e) => {
+            line(&err, &format!("error: {e}"));
+            1
+        }
+    }
+}
+
+async fn dispatch(cli: &Cli, env: &Env, out: &Sink, err: &Sink) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Init { name, force } => init(cli, env, out, name, *force),
+        Command::Plan => cmd_plan(cli, env, out).await,
+        Command::Up { allow_replace } => cmd_up(cli, env, out, err, *allow_replace).await,
+        Command::Down {
+            yes,
+            include_cluster_created,
+        } => cmd_down(cli, env, out, err, *yes, *include_cluster_created).await,
+        Command::Status => cmd_status(cli, env, out).await,
+        Command::Lockdown => cmd_lockdown(cli, env, out).await,
+    }
+}
+
+fn spec_path(cli: &Cli, env: &Env) -> PathBuf {
+    env.cwd.join(&cli.spec)
+}
+
+/// Loads and validates the spec; returns it and its directory. `online`: a token
+/// is available, so locations are checked against the API instead of a fixed list.
+pub fn load_spec(path: &Path, online: bool) -> Result<(ClusterSpec, PathBuf), CliError> {
+    let spec = ClusterSpec::load(path)?;
+    spec.validate_with(path, !online)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok((spec, dir))
+}
+
+fn token(cli: &Cli, env: &Env) -> Result<Option<String>, CliError> {
+    if let Some(p) = &cli.token_file {
+        let path = env.cwd.join(p);
+        let t = std::fs::read_to_string(&path).map_err(|source| CliError::TokenFile {
+            path: path.clone(),
+            source,
+        })?;
+        let t = t.trim().to_string();
+        return Ok((!t.is_empty()).then_some(t));
+    }
+    Ok(env
+        .vars
+        .get("HCLOUD_TOKEN")
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
+}
+
+fn client_with(cli: &Cli, env: &Env, token: String) -> Result<Client, CliError> {
+    let endpoint = cli
+        .endpoint
+        .clone()
+        .or_else(|| env.vars.get("HCLOUD_ENDPOINT").cloned())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let cfg = ClientConfig::new(endpoint, token).scale_time(env.time_scale);
+    Ok(Client::new(cfg)?)
+}
+
+fn client(cli: &Cli, env: &Env) -> Result<Client, CliError> {
+    let t = token(cli, env)?.ok_or(CliError::NoToken)?;
+    client_with(cli, env, t)
+}
+
+fn emit_json(out: &Sink, v: &serde_json::Value) {
+    line(
+        out,
+        &serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()),
+    );
+}
+
+fn init(cli: &Cli, env: &Env, out: &Sink, name: &str, force: bool) -> Result<(), CliError> {
+    if let Err(e) = crate::spec::check_dns_label(name) {
+        return Err(CliError::Refused(format!("cluster name {name:?} {e}")));
+    }
+    let path = spec_path(cli, env);
+    if path.exists() && !force {
+        return Err(CliError::Refused(format!(
+            "{} exists: pass --force to overwrite it",
+            path.display()
+        )));
+    }
+    std::fs::write(&path, ClusterSpec::template(name)).map_err(|source| CliError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    line(
+        out,
+        &format!(
+            "wrote {}\nnext: create machine configs (talosctl gen config {name} https://<endpoint>:6443 --with-docs=false --with-examples=false), upload a Talos snapshot, then `provisioner plan`",
+            path.display()
+        ),
+    );
+    Ok(())
+}
+
+fn print_plan(out: &Sink, plan: &Plan, output: Output, from_empty: bool) {
+    if output == Output::Json {
+        let mut v = serde_json::to_value(plan).unwrap_or_default();
+        v["from_empty"] = json!(from_empty);
+        v["summary"] = json!(plan::summary(plan));
+        emit_json(out, &v);
+        return;
+    }
+    if from_empty {
+        line(
+            out,
+            "note: no Hetzner API token (HCLOUD_TOKEN or --token-file): planning from an empty project",
+        );
+    }
+    if plan.is_empty() {
+        line(out, "No changes: the infrastructure matches the spec.");
+    }
+    for s in &plan.steps {
+        line(out, &format!("  {}", s.describe()));
+    }
+    for n in &plan.notes {
+        line(out, &format!("note: {n}"));
+    }
+    if plan.replacements() > 0 {
+        line(
+            out,
+            &format!(
+                "note: {} server(s) must be replaced: `provisioner up --allow-replace` deletes and re-creates them",
+                plan.replacements()
+            ),
+        );
+    }
+    let sm = plan::summary(plan);
+    let g = |k| sm.get(k).copied().unwrap_or(0);
+    line(
+        out,
+        &format!(
+            "Plan: {} to create, {} to change, {} to replace, {} to delete.",
+            g("create"),
+            g("update"),
+            g("replace"),
+            g("delete")
+        ),
+    );
+}
+
+/// User-data hashes of every node, read before anything is sent.
+fn hasher(spec: &ClusterSpec, dir: &Path) -> Result<Sources, CliError> {
+    let src = userdata::source_for(spec, dir)?;
+    let mut hashes = BTreeMap::new();
+    for n in plan::nodes(spec) {
+        let ud = src.user_data_for(&n)?;
+        hashes.insert(n.name.clone(), crate::spec::short_hash(&ud));
+    }
+    Ok((src, hashes))
+}
+
+async fn cmd_plan(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
+    let (spec, dir) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
+    let (_, hashes) = hasher(&spec, &dir)?;
+    let h = |n: &userdata::Node| hashes.get(&n.name).cloned().unwrap_or_default();
+    match token(cli, env)? {
+        None => {
+            let desired = plan::desired(&spec, spec.image.id.unwrap_or(0), &h);
+            let p = plan::plan_up(&desired, &Observed::default());
+            print_plan(out, &p, cli.output, true);
+        }
+        Some(t) => {
+            let client = client_with(cli, env, t)?;
+            let image = apply::check_and_resolve(&client, &spec).await?;
+            let observed = apply::observe(&client, &spec.name).await?;
+            let desired = plan::desired(&spec, image, &h);
+            let p = plan::plan_up(&desired, &observed);
+            print_plan(out, &p, cli.output, false);
+        }
+    }
+    Ok(())
+}
+
+async fn cmd_up(
+    cli: &Cli,
+    env: &Env,
+    out: &Sink,
+    err: &Sink,
+    allow_replace: bool,
+) -> Result<(), CliError> {
+    // Everything that can fail locally fails before the first request.
+    let (spec, dir) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
+    let src = userdata::source_for(&spec, &dir)?;
+    let client = client(cli, env)?;
+    let started = std::time::Instant::now();
+    let progress = if cli.output == Output::Json {
+        Progress::quiet()
+    } else {
+        Progress::new(err.clone(), env.terminal)
+    };
+    let report = apply::up(&client, &spec, src.as_ref(), progress, allow_replace).await?;
+    let (p, outcome) = (report.plan, report.outcome);
+    for n in &p.notes {
+        line(err, &format!("note: {n}"));
+    }
+    let stats = client.stats();
+    if cli.output == Output::Json {
+        emit_json(
+            out,
+            &json!({ "cluster": spec.name, "outcome": outcome, "requests": stats }),
+        );
+    } else if p.is_empty() {
+        line(
+            out,
+            &format!(
+                "Cluster {} is up to date ({} requests, {:.1}s).",
+                spec.name,
+                stats.reads + stats.writes,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+    } else {
+        line(
+            out,
+            &format!(
+                "Cluster {}: {} created, {} updated, {} deleted in {:.1}s ({} requests).",
+                spec.name,
+                outcome.created.len(),
+                outcome.updated.len(),
+                outcome.deleted.len(),
+                started.elapsed().as_secs_f64(),
+                stats.reads + stats.writes
+            ),
+        );
+    }
+    Ok(())
+}
+
+async fn observe_for_down(
+    client: &Client,
+    cluster: &str,
+    include_cluster_created: bool,
+) -> Result<Observed, CliError> {
+    let mut observed = apply::observe(client, cluster).await?;
+    if include_cluster_created {
+        let (lbs, vols) = futures::try_join!(client.load_balancers(None), client.volumes(None))?;
+        let (lbs, vols) = plan::cluster_created(cluster, &observed, &lbs, &vols);
+        observed.load_balancers = lbs;
+        observed.volumes = vols;
+    }
+    Ok(observed)
+}
+
+async fn cmd_down(
+    cli: &Cli,
+    env: &Env,
+    out: &Sink,
+    err: &Sink,
+    yes: bool,
+    include_cluster_created: bool,
+) -> Result<(), CliError> {
+    let (spec, _) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
+    if spec.delete_protection {
+        return Err(CliError::Refused(format!(
+            "cluster {} has delete_protection = true in its spec: set it to false to allow `down`",
+            spec.name
+        )));
+    }
+    let client = client(cli, env)?;
+    let observed = observe_for_down(&client, &spec.name, include_cluster_created).await?;
+    if let Some(s) = observed.servers.iter().find(|s| s.protection.delete) {
+        return Err(CliError::Refused(format!(
+            "server {} has Hetzner delete protection enabled: disable it first",
+            s.name
+        )));
+    }
+    let p = plan::plan_down(&spec.name, &observed);
+    if p.is_empty() {
+        line(
+            out,
+            &format!("Nothing owned by cluster {} exists.", spec.name),
+        );
+        return Ok(());
+    }
+    if !yes {
+        let prompt = match (&env.prompt, env.terminal) {
+            (Some(p), true) => p,
+            _ => {
+                return Err(CliError::Refused(
+                    "down deletes the cluster: pass --yes when not running on a terminal".into(),
+                ))
+            }
+        };
+        for s in &p.steps {
+            line(err, &format!("  {}", s.describe()));
+        }
+        let answer = prompt(&format!(
+            "Type the cluster name ({}) to delete it: ",
+            spec.name
+        ));
+        if answer.as_deref() != Some(spec.name.as_str()) {
+            return Err(CliError::Refused(
+                "confirmation did not match: nothing deleted".into(),
+            ));
+        }
+    }
+    let progress = if cli.output == Output::Json {
+        Progress::quiet()
+    } else {
+        Progress::new(err.clone(), env.terminal)
+    };
+    let exec = Executor {
+        client: &client,
+        spec: Some(&spec),
+        user_data: None,
+        progress,
+        allow_replace: false,
+        settle: Default::default(),
+    };
+    let outcome = exec.run(&p, &observed).await?;
+    if cli.output == Output::Json {
+        emit_json(out, &json!({ "cluster": spec.name, "outcome": outcome }));
+    } else {
+        line(
+            out,
+            &format!(
+                "Cluster {}: {} resources deleted.",
+                spec.name,
+                outcome.deleted.len()
+            ),
+        );
+    }
+    Ok(())
+}
+
+async fn cmd_status(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
+    let (spec, _) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
+    let client = client(cli, env)?;
+    let o = apply::observe(&client, &spec.name).await?;
+    let servers: Vec<serde_json::Value> = o
+        .servers
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "name": s.name, "status": s.status,
+                "role": s.labels.get(plan::LABEL_ROLE),
+                "server_type": s.server_type.name, "location": s.location.name,
+                "ipv6": s.public_net.ipv6.as_ref().map(|i| i.ip.clone()),
+                "ipv4": s.public_net.ipv4.is_some(),
+                "private_ip": s.private_net.first().map(|p| p.ip.clone()),
+            })
+        })
+        .collect();
+    let fw_phase = o
+        .firewalls
+        .first()
+        .map(|f| f.labels.get(LABEL_PHASE).cloned().unwrap_or_default());
+    if cli.output == Output::Json {
+        emit_json(
+            out,
+            &json!({
+                "cluster": spec.name,
+                "networks": o.networks.iter().map(|n| json!({"id": n.id, "name": n.name, "ip_range": n.ip_range})).collect::<Vec<_>>(),
+                "placement_groups": o.groups.iter().map(|g| json!({"id": g.id, "name": g.name, "servers": g.servers.len()})).collect::<Vec<_>>(),
+                "firewalls": o.firewalls.iter().map(|f| json!({"id": f.id, "name": f.name, "inbound_rules": f.rules.len(), "phase": f.labels.get(LABEL_PHASE)})).collect::<Vec<_>>(),
+                "servers": servers,
+            }),
+        );
+        return Ok(());
+    }
+    line(out, &format!("Cluster {}", spec.name));
+    for n in &o.networks {
+        line(
+            out,
+            &format!("  network {} ({}) id {}", n.name, n.ip_range, n.id),
+        );
+    }
+    for g in &o.groups {
+        line(
+            out,
+            &format!("  placement group {} ({} servers)", g.name, g.servers.len()),
+        );
+    }
+    for f in &o.firewalls {
+        line(
+            out,
+            &format!(
+                "  firewall {} ({} inbound rules, {})",
+                f.name,
+                f.rules.len(),
+                fw_phase.clone().unwrap_or_default()
+            ),
+        );
+    }
+    let mut ss: Vec<_> = o.servers.iter().collect();
+    ss.sort_by(|a, b| a.name.cmp(&b.name));
+    for s in ss {
+        line(
+            out,
+            &format!(
+                "  server {} {} {} {} {}",
+                s.name,
+                s.status,
+                s.server_type.name,
+                s.location.name,
+                s.public_net
+                    .ipv6
+                    .as_ref()
+                    .map(|i| i.ip.as_str())
+                    .unwrap_or("-")
+            ),
+        );
+    }
+    if o.networks.is_empty() && o.servers.is_empty() && o.firewalls.is_empty() {
+        line(out, "  (nothing exists)");
+    }
+    Ok(())
+}
+
+async fn cmd_lockdown(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
+    let (spec, _) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
+    let client = client(cli, env)?;
+    let sel = plan::owned_selector(&spec.name);
+    let fws = client.firewalls(&sel).await?;
+    let Some(fw) = fws.iter().find(|f| f.name == spec.name) else {
+        return Err(CliError::Refused(format!(
+            "cluster {} has no firewall: run `provisioner up` first",
+            spec.name
+        )));
+    };
+    let locked = plan::firewall_rules(&spec, false);
+    if !plan::same_rules(&fw.rules, &locked) {
+        let actions = client.set_firewall_rules(fw.id, &locked).await?;
+        client.wait_actions(actions).await?;
+    }
+    if fw.labels.get(LABEL_PHASE).map(String::as_str) != Some("locked") {
+        let mut labels = fw.labels.clone();
+        labels.insert(LABEL_PHASE.into(), "locked".into());
+        client.set_labels("firewalls", fw.id, &labels).await?;
+    }
+    line(
+        out,
+        &format!(
+            "Firewall {} locked: no public inbound port is open (ICMPv6 only).",
+            fw.name
+        ),
+    );
+    Ok(())
+}
+
+/// A `Write` that collects output in memory (tests, embedding).
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+    pub fn sink(&self) -> Sink {
+        Arc::new(std::sync::Mutex::new(self.clone()))
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,1358 @@
+//! Tunnel, DNS, Access, Hyperdrive and Worker secrets against the fake
+//! Cloudflare API, driven through the `provisioner tunnel|secrets` command
+//! groups in-process (injected env, stdin, stdout, stderr).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use serde_json::Value;
+use shopedge_tests::cloudflare_fake::{FakeCloudflare, Fault, Scope};
+use tunnel::cli::{CliIo, Output, SecretsCommand, TunnelCommand};
+use tunnel::secrets::keys::generate_identity;
+use tunnel::SecretString;
+
+const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "test-token-with-all-permissions-0001";
+const SCRIPT: &str = "shopedge-edge-production";
+
+const SPEC: &str = r#"
+cluster = "shop"
+zone = "example.com"
+environment = "production"
+worker_script = "shopedge-edge-production"
+
+[medusa]
+hostname = "medusa-origin.example.com"
+namespace = "medusa"
+service = "medusa"
+port = 9000
+
+[postgres]
+hostname = "pg-origin.example.com"
+namespace = "data"
+service = "pg-rw"
+port = 5432
+
+[origin_request]
+connect_timeout_s = 15
+keep_alive_timeout_s = 60
+
+[hyperdrive]
+name = "shop-pg"
+database = "medusa"
+user = "medusa"
+"#;
+
+#[derive(Parser)]
+struct TunnelCli {
+    #[command(subcommand)]
+    cmd: TunnelCommand,
+}
+
+#[derive(Parser)]
+struct SecretsCli {
+    #[command(subcommand)]
+    cmd: SecretsCommand,
+}
+
+/// `--output json` is the provisioner's global option; the harness plays
+/// that part.
+fn split_output<'a>(args: &[&'a str]) -> (Vec<&'a str>, Output) {
+    let mut out = Vec::new();
+    let mut output = Output::Text;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if *a == "--output" {
+            if it.next() == Some(&"json") {
+                output = Output::Json;
+            }
+        } else {
+            out.push(*a);
+        }
+    }
+    (out, output)
+}
+
+struct World {
+    fake: FakeCloudflare,
+    repo: tempfile::TempDir,
+    identity: SecretString,
+    recipient: String,
+    kv_ns: String,
+    zone_id: String,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let fake = FakeCloudflare::start().await.expect("start fake");
+        let (zone_id, kv_ns) = {
+            let mut st = fake.state();
+            st.add_account_token(ACCOUNT, TOKEN, Scope::ALL);
+            let z = st.add_zone(ACCOUNT, "example.com");
+            st.add_zone(ACCOUNT, "other.org");
+            st.add_script(ACCOUNT, SCRIPT);
+            (z, st.add_kv_namespace(ACCOUNT))
+        };
+        let repo = tempfile::tempdir().expect("tempdir");
+        let spec_path = repo.path().join("infra/apps/cloudflared/tunnel.toml");
+        std::fs::create_dir_all(spec_path.parent().unwrap()).unwrap();
+        std::fs::write(&spec_path, SPEC).unwrap();
+        std::fs::write(
+            repo.path().join("wrangler.toml"),
+            "name = \"shopedge-edge\"\nmain = \"build/worker.js\"\n[env.production]\n",
+        )
+        .unwrap();
+        let (identity, recipient) = generate_identity();
+        let w = World {
+            fake,
+            repo,
+            identity,
+            recipient,
+            kv_ns,
+            zone_id,
+        };
+        // Hyperdrive needs the Postgres password in the secrets file.
+        let o = w
+            .secrets(
+                &["edit", "--env", "production"],
+                "PROVISION_POSTGRES_PASSWORD=pg-pass-7f3a9c\n",
+            )
+            .await;
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        w
+    }
+
+    fn vars(&self) -> BTreeMap<String, String> {
+        let mut v = BTreeMap::new();
+        v.insert("CLOUDFLARE_API_TOKEN".into(), TOKEN.into());
+        v.insert("CLOUDFLARE_ACCOUNT_ID".into(), ACCOUNT.into());
+        v.insert("CLOUDFLARE_API_BASE_URL".into(), self.fake.base_url());
+        v.insert(
+            "SHOPEDGE_AGE_IDENTITY".into(),
+            self.identity.expose().into(),
+        );
+        v.insert("SHOPEDGE_AGE_RECIPIENTS".into(), self.recipient.clone());
+        v.insert(
+            "SHOPEDGE_SECRETS_STATE_KV_NAMESPACE".into(),
+            self.kv_ns.clone(),
+        );
+        v
+    }
+
+    async fn tunnel(&self, args: &[&str]) -> Out {
+        self.tunnel_with(args, self.vars()).await
+    }
+
+    async fn tunnel_with(&self, args: &[&str], vars: BTreeMap<String, String>) -> Out {
+        let (args, output) = split_output(args);
+        let cli = TunnelCli::try_parse_from(std::iter::once("tunnel").chain(args.iter().copied()))
+            .expect("args parse");
+        let (mut stdin, mut stdout, mut stderr) = (std::io::empty(), Vec::new(), Vec::new());
+        let mut io = CliIo {
+            vars,
+            repo_root: self.repo.path().to_path_buf(),
+            stdin: &mut stdin,
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+            output,
+        };
+        let code = cli.cmd.run_exit_code(&mut io).await;
+        Out {
+            code,
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+
+    async fn secrets(&self, args: &[&str], stdin: &str) -> Out {
+        self.secrets_with(args, stdin, self.vars()).await
+    }
+
+    async fn secrets_with(
+        &self,
+        args: &[&str],
+        stdin: &str,
+        vars: BTreeMap<String, String>,
+    ) -> Out {
+        let (args, output) = split_output(args);
+        let cli =
+            SecretsCli::try_parse_from(std::iter::once("secrets").chain(args.iter().copied()))
+                .expect("args parse");
+        let mut input = std::io::Cursor::new(stdin.as_bytes().to_vec());
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut io = CliIo {
+            vars,
+            repo_root: self.repo.path().to_path_buf(),
+            stdin: &mut input,
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+            output,
+        };
+        let code = cli.cmd.run_exit_code(&mut io).await;
+        Out {
+            code,
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+
+    /// Decrypted secrets file (test inspection through the library).
+    fn stored(&self) -> BTreeMap<String, String> {
+        let keys = tunnel::secrets::AgeKeys::load(
+            &|k: &str| self.vars().get(k).cloned(),
+            self.repo.path(),
+        )
+        .unwrap();
+        tunnel::secrets::SecretsFile::for_env(self.repo.path(), "production")
+            .load(&keys)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.expose().to_string()))
+            .collect()
+    }
+
+    /// Asserts the account holds exactly one of everything, consistent.
+    fn assert_converged(&self) {
+        let st = self.fake.state();
+        let tunnels = st.live_tunnels();
+        assert_eq!(tunnels.len(), 1, "one tunnel");
+        let t = tunnels[0];
+        assert_eq!(t.name, "shop-tunnel");
+        assert_eq!(t.config_src, "cloudflare");
+        let cfg = t.config.as_ref().expect("tunnel configured");
+        let ingress = cfg["ingress"].as_array().unwrap();
+        assert_eq!(ingress.len(), 3);
+        assert_eq!(ingress[0]["hostname"], "medusa-origin.example.com");
+        assert_eq!(
+            ingress[0]["service"],
+            "http://medusa.medusa.svc.cluster.local:9000"
+        );
+        assert_eq!(
+            ingress[1]["service"],
+            "tcp://pg-rw.data.svc.cluster.local:5432"
+        );
+        assert_eq!(ingress[2]["service"], "http_status:404");
+        assert_eq!(cfg["originRequest"]["connectTimeout"], 15);
+        assert_eq!(cfg["originRequest"]["keepAliveTimeout"], 60);
+        let recs: Vec<_> = st.dns.iter().filter(|r| r.zone == self.zone_id).collect();
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        for r in &recs {
+            assert_eq!(r.kind, "CNAME");
+            assert!(r.proxied);
+            assert_eq!(r.content, format!("{}.cfargotunnel.com", t.id));
+            assert!(r.comment.as_deref().unwrap().contains("shopedge"));
+        }
+        assert_eq!(st.service_tokens.len(), 1, "one service token");
+        let tok = &st.service_tokens[0];
+        assert_eq!(st.apps.len(), 2);
+        for app in &st.apps {
+            let ps: Vec<_> = st.policies.iter().filter(|p| p.app == app.id).collect();
+            assert_eq!(ps.len(), 1, "one policy on {}", app.body["name"]);
+            assert_eq!(ps[0].body["decision"], "non_identity");
+            assert_eq!(
+                ps[0].body["include"],
+                serde_json::json!([{"service_token": {"token_id": tok.id}}])
+            );
+            assert_eq!(app.body["type"], "self_hosted");
+        }
+        assert_eq!(st.hyperdrive.len(), 1);
+        let h = &st.hyperdrive[0].body["origin"];
+        assert_eq!(h["host"], "pg-origin.example.com");
+        assert_eq!(h["access_client_id"], tok.client_id.as_str());
+        assert_eq!(h["access_client_secret"], tok.client_secret.as_str());
+        assert_eq!(h["password"], "pg-pass-7f3a9c");
+        let (cid, csec) = (tok.client_id.clone(), tok.client_secret.clone());
+        drop(st);
+        let stored = self.stored();
+        assert_eq!(stored.get("ACCESS_CLIENT_ID"), Some(&cid));
+        assert_eq!(stored.get("ACCESS_CLIENT_SECRET"), Some(&csec));
+    }
+}
+
+#[tokio::test]
+async fn first_run_creates_everything_and_second_run_changes_nothing() {
+    let w = World::new().await;
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("did: create tunnel shop-tunnel"),
+        "{}",
+        o.stdout
+    );
+    w.assert_converged();
+    let first = w.fake.mutating().len();
+    assert_eq!(first, 10, "{:#?}", w.fake.mutating());
+
+    w.fake.clear_log();
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("up to date"), "{}", o.stdout);
+    assert!(w.fake.mutating().is_empty(), "{:#?}", w.fake.mutating());
+    assert!(!w.fake.log().is_empty(), "the second run did observe");
+
+    let o = w.tunnel(&["status", "--output", "json"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["pending"], serde_json::json!([]));
+    assert_eq!(v["tunnel"], "shop-tunnel");
+    w.assert_converged();
+}
+
+#[tokio::test]
+async fn dry_run_plans_without_changing_anything() {
+    let w = World::new().await;
+    let o = w.tunnel(&["up", "--dry-run", "--output", "json"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    let actions: Vec<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create_tunnel",
+            "put_tunnel_config",
+            "create_dns_record",
+            "create_dns_record",
+            "create_service_token",
+            "create_access_app",
+            "create_access_policy",
+            "create_access_app",
+            "create_access_policy",
+            "create_hyperdrive"
+        ]
+    );
+    assert!(w.fake.mutating().is_empty());
+    assert!(w.fake.state().tunnels.is_empty());
+}
+
+#[tokio::test]
+async fn tunnel_token_is_the_cloudflared_token_of_our_tunnel() {
+    let w = World::new().await;
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    let var = |k: &str| w.vars().get(k).cloned();
+    let creds = tunnel::reconcile::Credentials::from_env(&var).unwrap();
+    let spec = tunnel::spec::TunnelSpec::from_toml(SPEC).unwrap();
+    let keys = tunnel::secrets::AgeKeys::load(&var, w.repo.path()).unwrap();
+    let file = tunnel::secrets::SecretsFile::for_env(w.repo.path(), "production");
+    let r = tunnel::reconcile::Reconciler::new(&creds, spec, file, keys).unwrap();
+    let token = r.tunnel_token().await.unwrap();
+    assert_eq!(format!("{token:?}"), "<redacted>");
+    let st = w.fake.state();
+    let t = &st.tunnels[0];
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.expose())
+        .unwrap();
+    let v: Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(v["a"], ACCOUNT);
+    assert_eq!(v["t"], t.id.as_str());
+    assert_eq!(v["s"], t.secret.as_str());
+}
+
+#[tokio::test]
+async fn drift_is_repaired() {
+    let w = World::new().await;
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    {
+        let mut st = w.fake.state();
+        let t = st.tunnels.iter_mut().next().unwrap();
+        t.config.as_mut().unwrap()["ingress"][0]["service"] = "http://evil:80".into();
+        st.dns[0].proxied = false;
+        let app = &mut st.apps[0];
+        app.body["session_duration"] = "720h".into();
+    }
+    let extra_app = w.fake.state().apps[0].id.clone();
+    {
+        // Someone adds an allow-everyone policy to our application.
+        let mut st = w.fake.state();
+        st.policies.push(shopedge_tests::cloudflare_fake::Policy {
+            id: "manual-policy".into(),
+            app: extra_app,
+            body: serde_json::json!({"name": "everyone", "decision": "allow", "include": [{"everyone": {}}]}),
+        });
+    }
+    w.fake.clear_log();
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let m: Vec<String> = w
+        .fake
+        .mutating()
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert_eq!(m.len(), 4, "{m:#?}");
+    assert!(
+        m.iter()
+            .any(|l| l.starts_with("DELETE") && l.ends_with("manual-policy")),
+        "{m:#?}"
+    );
+    w.assert_converged();
+}
+
+#[tokio::test]
+async fn crash_after_every_mutating_call_converges() {
+    // Count the mutating calls of a clean first run.
+    let total = {
+        let w = World::new().await;
+        assert_eq!(w.tunnel(&["up"]).await.code, 0);
+        w.fake.mutating().len()
+    };
+    assert!(total >= 9);
+    for n in 1..=total {
+        let w = World::new().await;
+        w.fake.crash_after_mutation(n);
+        // The fake applies mutating call n, then never answers; the run is
+        // dropped there, as a killed process would be.
+        tokio::select! {
+            o = w.tunnel(&["up"]) => panic!("run finished without reaching mutating call {n}: {}", o.stdout),
+            _ = w.fake.crashed() => {}
+        }
+        w.fake.clear_faults();
+        let o = w.tunnel(&["up"]).await;
+        assert_eq!(o.code, 0, "re-run after crash at {n}: {}", o.stderr);
+        w.assert_converged();
+        w.fake.clear_log();
+        let o = w.tunnel(&["up"]).await;
+        assert_eq!(o.code, 0);
+        assert!(
+            w.fake.mutating().is_empty(),
+            "after crash at {n}: {:#?}",
+            w.fake.mutating()
+        );
+    }
+}
+
+#[tokio::test]
+async fn foreign_dns_record_is_left_alone_and_reported() {
+    let w = World::new().await;
+    let id = w.fake.state().add_dns(
+        &w.zone_id,
+        "A",
+        "medusa-origin.example.com",
+        "192.0.2.10",
+        Some("the web team"),
+    );
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("medusa-origin.example.com"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("not managed by shopedge"), "{}", o.stderr);
+    assert!(
+        w.fake.mutating().is_empty(),
+        "nothing changed: {:#?}",
+        w.fake.mutating()
+    );
+    let st = w.fake.state();
+    let rec = st.dns.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(rec.content, "192.0.2.10");
+    assert_eq!(st.dns.len(), 1);
+    assert!(st.tunnels.is_empty());
+}
+
+#[tokio::test]
+async fn foreign_access_app_on_our_hostname_is_an_error() {
+    let w = World::new().await;
+    w.fake
+        .state()
+        .add_app(ACCOUNT, "someone-elses", "pg-origin.example.com");
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("someone-elses") && o.stderr.contains("pg-origin.example.com"),
+        "{}",
+        o.stderr
+    );
+    assert!(w.fake.mutating().is_empty());
+}
+
+#[tokio::test]
+async fn token_rotation_stores_new_secret_and_updates_hyperdrive() {
+    let w = World::new().await;
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    let (id_before, secret_before) = {
+        let st = w.fake.state();
+        (
+            st.service_tokens[0].id.clone(),
+            st.service_tokens[0].client_secret.clone(),
+        )
+    };
+    w.fake.clear_log();
+    let o = w.tunnel(&["rotate-token"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("secrets push --env production"),
+        "{}",
+        o.stdout
+    );
+    let m: Vec<String> = w
+        .fake
+        .mutating()
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert_eq!(m.len(), 2, "{m:#?}");
+    assert!(m[0].ends_with("/rotate"));
+    assert!(m[1].starts_with("PUT") && m[1].contains("hyperdrive"));
+    {
+        let st = w.fake.state();
+        assert_eq!(st.service_tokens.len(), 1);
+        assert_eq!(st.service_tokens[0].id, id_before);
+        assert_ne!(st.service_tokens[0].client_secret, secret_before);
+    }
+    w.assert_converged();
+    w.fake.clear_log();
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    assert!(w.fake.mutating().is_empty());
+}
+
+#[tokio::test]
+async fn expiring_service_token_is_refreshed_not_replaced() {
+    let w = World::new().await;
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    let soon = shopedge_tests::cloudflare_fake::now_unix() + 86_400;
+    let secret = {
+        let mut st = w.fake.state();
+        st.service_tokens[0].expires_at = soon;
+        st.service_tokens[0].client_secret.clone()
+    };
+    w.fake.clear_log();
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout
+            .contains("refresh Access service token shop-worker"),
+        "{}",
+        o.stdout
+    );
+    let m = w.fake.mutating();
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert!(m[0].path.ends_with("/refresh"));
+    {
+        let st = w.fake.state();
+        assert!(st.service_tokens[0].expires_at > soon + 300 * 86_400);
+        assert_eq!(st.service_tokens[0].client_secret, secret);
+    }
+    w.assert_converged();
+    w.fake.clear_log();
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    assert!(w.fake.mutating().is_empty());
+}
+
+#[test]
+fn fake_dates_are_rfc3339() {
+    use shopedge_tests::cloudflare_fake::rfc3339;
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(951_868_800), "2000-03-01T00:00:00Z");
+    assert_eq!(rfc3339(1_798_761_601), "2027-01-01T00:00:01Z");
+    let now = shopedge_tests::cloudflare_fake::now_unix();
+    assert_eq!(tunnel::plan::parse_rfc3339(&rfc3339(now)), Some(now));
+}
+
+#[tokio::test]
+async fn rotate_before_up_is_a_clear_error() {
+    let w = World::new().await;
+    let o = w.tunnel(&["rotate-token"]).await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("tunnel up` first"), "{}", o.stderr);
+    assert!(w.fake.mutating().is_empty());
+}
+
+#[tokio::test]
+async fn secrets_push_writes_only_changes_and_prunes_on_request() {
+    let w = World::new().await;
+    let o = w
+        .secrets(
+            &["edit", "--env", "production"],
+            "API_KEY=k-111-aaa\nSESSION_SECRET=s-222-bbb\n",
+        )
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = w.secrets(&["list", "--env", "production"], "").await;
+    assert_eq!(
+        o.stdout,
+        "API_KEY\nPROVISION_POSTGRES_PASSWORD\nSESSION_SECRET\n"
+    );
+
+    let o = w.secrets(&["push", "--env", "production"], "").await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let puts = |w: &World| {
+        w.fake
+            .mutating()
+            .iter()
+            .filter(|l| l.path.contains("/secrets"))
+            .map(|l| l.method.clone())
+            .collect::<Vec<_>>()
+    };
+    // The file also holds ACCESS_CLIENT_* after `tunnel up`; here: API_KEY and
+    // SESSION_SECRET; the provisioner-only Postgres password stays home.
+    assert_eq!(puts(&w), vec!["PUT", "PUT"]);
+    assert!(w
+        .fake
+        .state()
+        .worker_secret(ACCOUNT, SCRIPT, "PROVISION_POSTGRES_PASSWORD")
+        .is_none());
+    assert_eq!(
+        w.fake
+            .state()
+            .worker_secret(ACCOUNT, SCRIPT, "API_KEY")
+            .as_deref(),
+        Some("k-111-aaa")
+    );
+
+    // Unchanged: zero writes.
+    w.fake.clear_log();
+    let o = w.secrets(&["push", "--env", "production"], "").await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(w.fake.mutating().is_empty(), "{:#?}", w.fake.mutating());
+    assert!(o.stdout.contains("unchanged: API_KEY"), "{}", o.stdout);
+
+    // One change: one write (plus the digest record).
+    let o = w
+        .secrets(&["set", "--env", "production", "API_KEY"], "k-333-ccc\n")
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    // Someone added a secret by hand.
+    w.fake
+        .state()
+        .scripts
+        .get_mut(&(ACCOUNT.to_string(), SCRIPT.to_string()))
+        .unwrap()
+        .insert("MANUAL".into(), "x".into());
+    w.fake.clear_log();
+    let o = w
+        .secrets(&["push", "--env", "production", "--dry-run"], "")
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(w.fake.mutating().is_empty());
+    assert!(
+        o.stdout.contains("update: API_KEY") && o.stdout.contains("keep"),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains("k-333-ccc"));
+
+    let o = w.secrets(&["push", "--env", "production"], "").await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(puts(&w), vec!["PUT"]);
+    assert_eq!(
+        w.fake
+            .state()
+            .worker_secret(ACCOUNT, SCRIPT, "API_KEY")
+            .as_deref(),
+        Some("k-333-ccc")
+    );
+    assert!(w
+        .fake
+        .state()
+        .worker_secret(ACCOUNT, SCRIPT, "MANUAL")
+        .is_some());
+
+    w.fake.clear_log();
+    let o = w
+        .secrets(
+            &["push", "--env", "production", "--prune", "--output", "json"],
+            "",
+        )
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(puts(&w), vec!["DELETE"]);
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["writes"], 1);
+    assert!(w
+        .fake
+        .state()
+        .worker_secret(ACCOUNT, SCRIPT, "MANUAL")
+        .is_none());
+
+    // Remove via edit, then prune deletes it remotely.
+    let o = w
+        .secrets(&["edit", "--env", "production"], "-SESSION_SECRET\n")
+        .await;
+    assert_eq!(o.stdout, "removed SESSION_SECRET\n");
+    w.fake.clear_log();
+    let o = w
+        .secrets(&["push", "--env", "production", "--prune"], "")
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(puts(&w), vec!["DELETE"]);
+}
+
+#[tokio::test]
+async fn push_to_a_missing_worker_says_deploy_first() {
+    let w = World::new().await;
+    let o = w
+        .secrets(&["push", "--env", "production", "--script", "nope"], "")
+        .await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("Worker \"nope\" does not exist"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("wrangler deploy --env production"),
+        "{}",
+        o.stderr
+    );
+    assert!(w.fake.mutating().is_empty());
+}
+
+#[tokio::test]
+async fn push_without_digest_store_writes_everything_with_a_notice() {
+    let w = World::new().await;
+    let o = w.secrets(&["set", "--env", "production", "ONE"], "1").await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let mut vars = w.vars();
+    vars.remove("SHOPEDGE_SECRETS_STATE_KV_NAMESPACE");
+    for _ in 0..2 {
+        w.fake.clear_log();
+        let o = w
+            .secrets_with(&["push", "--env", "production"], "", vars.clone())
+            .await;
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert!(o.stderr.contains("SHOPEDGE_SECRETS_STATE_KV_NAMESPACE"));
+        assert_eq!(w.fake.mutating().len(), 1);
+    }
+}
+
+/// Captures tracing output of everything run inside.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A process-wide subscriber (a scoped one misses events when tests run on
+/// several threads, as tracing caches callsite interest globally).
+fn capture_logs() -> LogBuf {
+    static LOGS: std::sync::OnceLock<LogBuf> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuf::default();
+        let sink = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .init();
+        buf
+    })
+    .clone()
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_output_or_logs() {
+    let logs = capture_logs();
+
+    let w = World::new().await;
+    let mut all = String::new();
+    let mut run = |o: Out| {
+        all.push_str(&o.stdout);
+        all.push_str(&o.stderr);
+        o.code
+    };
+    run(w
+        .secrets(
+            &["set", "--env", "production", "STRIPE_KEY"],
+            "sk_live_9f8e7d6c5b4a\n",
+        )
+        .await);
+    // A retried call and a failed call are logged too.
+    w.fake.inject(Fault {
+        method: Some("GET".into()),
+        path_contains: "cfd_tunnel".into(),
+        status: 429,
+        retry_after: Some(1),
+        count: 1,
+    });
+    assert_eq!(run(w.tunnel(&["up"]).await), 0);
+    assert_eq!(run(w.tunnel(&["up", "--output", "json"]).await), 0);
+    assert_eq!(
+        run(w.tunnel(&["rotate-token", "--output", "json"]).await),
+        0
+    );
+    assert_eq!(run(w.tunnel(&["status"]).await), 0);
+    assert_eq!(
+        run(w
+            .secrets(&["push", "--env", "production", "--output", "json"], "")
+            .await),
+        0
+    );
+    assert_eq!(
+        run(w
+            .secrets(&["push", "--env", "production", "--dry-run"], "")
+            .await),
+        0
+    );
+    assert_eq!(
+        run(w.secrets(&["list", "--env", "production"], "").await),
+        0
+    );
+    let mut bad = w.vars();
+    bad.insert(
+        "SHOPEDGE_AGE_IDENTITY".into(),
+        generate_identity().0.expose().into(),
+    );
+    run(w
+        .secrets_with(&["list", "--env", "production"], "", bad)
+        .await);
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("cloudflare"), "logs were captured: {logs}");
+    let st = w.fake.state();
+    let mut secrets: Vec<String> = vec![
+        "sk_live_9f8e7d6c5b4a".into(),
+        "pg-pass-7f3a9c".into(),
+        TOKEN.into(),
+        w.identity.expose().into(),
+        st.service_tokens[0].client_secret.clone(),
+        st.tunnels[0].secret.clone(),
+    ];
+    secrets.push(w.identity.expose()["AGE-SECRET-KEY-1".len()..].to_string());
+    for s in &secrets {
+        assert!(!all.contains(s.as_str()), "secret leaked in output");
+        assert!(!logs.contains(s.as_str()), "secret leaked in logs");
+    }
+    // No plaintext in the repo either.
+    for entry in walk(w.repo.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "secret in plaintext in {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn retries_429_and_5xx_and_a_failed_post_converges_on_rerun() {
+    let w = World::new().await;
+    w.fake.inject(Fault {
+        method: Some("GET".into()),
+        path_contains: "access/apps".into(),
+        status: 429,
+        retry_after: Some(1),
+        count: 1,
+    });
+    w.fake.inject(Fault {
+        method: Some("PUT".into()),
+        path_contains: "configurations".into(),
+        status: 503,
+        retry_after: None,
+        count: 2,
+    });
+    w.fake.inject(Fault {
+        method: Some("GET".into()),
+        path_contains: "dns_records".into(),
+        status: 502,
+        retry_after: None,
+        count: 1,
+    });
+    // A POST that fails with 500 is not retried (it may have been applied).
+    w.fake.inject(Fault {
+        method: Some("POST".into()),
+        path_contains: "access/service_tokens".into(),
+        status: 500,
+        retry_after: None,
+        count: 1,
+    });
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stderr.contains("HTTP 500"), "{}", o.stderr);
+    let log = w.fake.log();
+    assert!(log.iter().any(|l| l.status == 429));
+    assert_eq!(log.iter().filter(|l| l.status == 503).count(), 2);
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.path.contains("service_tokens") && l.method == "POST")
+            .count(),
+        1
+    );
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    w.assert_converged();
+}
+
+#[tokio::test]
+async fn persistent_429_gives_up_with_a_clear_message() {
+    let w = World::new().await;
+    w.fake.inject(Fault {
+        method: None,
+        path_contains: "zones".into(),
+        status: 429,
+        retry_after: Some(0),
+        count: 100,
+    });
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("gave up after 5 attempts"),
+        "{}",
+        o.stderr
+    );
+    assert!(w.fake.mutating().is_empty());
+}
+
+#[tokio::test]
+async fn lists_are_paginated() {
+    let w = World::new().await;
+    {
+        let mut st = w.fake.state();
+        for i in 0..130 {
+            st.add_app(ACCOUNT, &format!("other-{i}"), &format!("app{i}.other.org"));
+        }
+    }
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    w.fake.clear_log();
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    assert!(
+        w.fake.mutating().is_empty(),
+        "our apps were found on later pages"
+    );
+    let pages: Vec<_> = w
+        .fake
+        .log()
+        .into_iter()
+        .filter(|l| {
+            l.path
+                .starts_with(&format!("accounts/{ACCOUNT}/access/apps?"))
+        })
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:#?}");
+}
+
+#[tokio::test]
+async fn missing_and_underprivileged_token_name_the_variable_and_permission() {
+    let w = World::new().await;
+    let mut vars = w.vars();
+    vars.remove("CLOUDFLARE_API_TOKEN");
+    let o = w.tunnel_with(&["up"], vars).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("CLOUDFLARE_API_TOKEN is not set"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("Cloudflare Tunnel Edit") && o.stderr.contains("DNS Edit"),
+        "{}",
+        o.stderr
+    );
+    assert!(w.fake.log().is_empty());
+
+    let mut vars = w.vars();
+    vars.remove("CLOUDFLARE_ACCOUNT_ID");
+    let o = w.tunnel_with(&["up"], vars).await;
+    assert!(o.stderr.contains("CLOUDFLARE_ACCOUNT_ID"), "{}", o.stderr);
+
+    let cases: &[(Scope, &str)] = &[
+        (Scope::DnsEdit, "Zone: DNS Edit"),
+        (Scope::TunnelEdit, "Account: Cloudflare Tunnel Edit"),
+        (Scope::AccessAppsEdit, "Access: Apps and Policies Edit"),
+        (Scope::AccessTokensEdit, "Access: Service Tokens Edit"),
+        (Scope::HyperdriveEdit, "Account: Hyperdrive Edit"),
+    ];
+    for (missing, named) in cases {
+        let scopes: Vec<Scope> = Scope::ALL
+            .iter()
+            .copied()
+            .filter(|s| s != missing)
+            .collect();
+        let tok = format!("limited-{missing:?}");
+        w.fake.state().add_account_token(ACCOUNT, &tok, &scopes);
+        let mut vars = w.vars();
+        vars.insert("CLOUDFLARE_API_TOKEN".into(), tok);
+        w.fake.clear_log();
+        let o = w.tunnel_with(&["up"], vars).await;
+        assert_eq!(o.code, 1);
+        assert!(o.stderr.contains("CLOUDFLARE_API_TOKEN"), "{}", o.stderr);
+        assert!(
+            o.stderr.contains(&format!("the missing one is \"{named}")),
+            "{missing:?}: {}",
+            o.stderr
+        );
+        assert!(
+            w.fake.mutating().is_empty(),
+            "validation before the first mutating call"
+        );
+    }
+
+    // Workers Scripts for push.
+    let scopes: Vec<Scope> = Scope::ALL
+        .iter()
+        .copied()
+        .filter(|s| *s != Scope::WorkersEdit)
+        .collect();
+    w.fake
+        .state()
+        .add_account_token(ACCOUNT, "no-workers", &scopes);
+    let mut vars = w.vars();
+    vars.insert("CLOUDFLARE_API_TOKEN".into(), "no-workers".into());
+    let o = w
+        .secrets_with(&["push", "--env", "production"], "", vars)
+        .await;
+    assert!(o.stderr.contains("Workers Scripts Edit"), "{}", o.stderr);
+
+    let mut vars = w.vars();
+    vars.insert("CLOUDFLARE_API_TOKEN".into(), "revoked-token".into());
+    let o = w.tunnel_with(&["up"], vars).await;
+    assert!(
+        o.stderr.contains("was rejected") && o.stderr.contains("Invalid access token"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[tokio::test]
+async fn missing_zone_and_hostname_outside_zone_are_clear() {
+    let w = World::new().await;
+    let spec_path = w.repo.path().join("infra/apps/cloudflared/tunnel.toml");
+    std::fs::write(
+        &spec_path,
+        SPEC.replace("zone = \"example.com\"", "zone = \"example.net\"")
+            .replace(".example.com", ".example.net"),
+    )
+    .unwrap();
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("zone \"example.net\" was not found"),
+        "{}",
+        o.stderr
+    );
+    assert!(w.fake.mutating().is_empty());
+
+    std::fs::write(
+        &spec_path,
+        SPEC.replace("pg-origin.example.com", "pg.other.org"),
+    )
+    .unwrap();
+    w.fake.clear_log();
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("outside the zone"), "{}", o.stderr);
+    assert!(w.fake.log().is_empty(), "rejected before any API call");
+}
+
+#[tokio::test]
+async fn undecryptable_secrets_file_stops_before_any_change() {
+    let w = World::new().await;
+    let mut vars = w.vars();
+    vars.insert(
+        "SHOPEDGE_AGE_IDENTITY".into(),
+        generate_identity().0.expose().into(),
+    );
+    let o = w.tunnel_with(&["up"], vars.clone()).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("cannot decrypt infra/secrets/edge.production.age"),
+        "{}",
+        o.stderr
+    );
+    assert!(w.fake.mutating().is_empty());
+    let o = w
+        .secrets_with(&["push", "--env", "production"], "", vars.clone())
+        .await;
+    assert!(o.stderr.contains("cannot decrypt"), "{}", o.stderr);
+
+    // Corrupt file.
+    let f = w.repo.path().join("infra/secrets/edge.production.age");
+    std::fs::write(
+        &f,
+        "-----BEGIN AGE ENCRYPTED FILE-----\ngarbage\n-----END AGE ENCRYPTED FILE-----\n",
+    )
+    .unwrap();
+    let o = w.secrets(&["list", "--env", "production"], "").await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("cannot decrypt"), "{}", o.stderr);
+
+    let mut vars = w.vars();
+    vars.remove("SHOPEDGE_AGE_IDENTITY");
+    let o = w
+        .secrets_with(&["list", "--env", "production"], "", vars)
+        .await;
+    assert!(o.stderr.contains("SHOPEDGE_AGE_IDENTITY"), "{}", o.stderr);
+    let o = w.secrets(&["list", "--env", "staging"], "").await;
+    assert!(
+        o.stderr.contains("edge.staging.age does not exist"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[tokio::test]
+async fn bad_secret_input_is_rejected_without_echoing_values() {
+    let w = World::new().await;
+    let o = w
+        .secrets(
+            &["edit", "--env", "production"],
+            "GOOD=1\nthis line has no equals\n",
+        )
+        .await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("line 2"), "{}", o.stderr);
+    assert!(!o.stderr.contains("this line"), "{}", o.stderr);
+    let o = w
+        .secrets(&["set", "--env", "production", "bad-name"], "v")
+        .await;
+    assert!(o.stderr.contains("invalid secret name"), "{}", o.stderr);
+    let o = w
+        .secrets(&["set", "--env", "production", "EMPTY"], "")
+        .await;
+    assert!(
+        o.stderr.contains("no value on standard input"),
+        "{}",
+        o.stderr
+    );
+    assert!(!w.stored().contains_key("GOOD"), "nothing half-applied");
+}
+
+// ---------- manifests ----------
+
+fn repo_root() -> PathBuf {
+    shopedge_tests::shared_data::repo_root()
+}
+
+#[tokio::test]
+async fn committed_cloudflared_manifests_are_up_to_date_and_valid() {
+    let root = repo_root();
+    let dir = root.join("infra/apps/cloudflared");
+    let spec = tunnel::spec::TunnelSpec::from_toml(
+        &std::fs::read_to_string(dir.join("tunnel.toml")).unwrap(),
+    )
+    .unwrap();
+    let stale = tunnel::manifests::stale(&spec, &dir).unwrap();
+    assert!(
+        stale.is_empty(),
+        "re-render with `provisioner tunnel render-manifests`: {stale:?}"
+    );
+
+    let kust: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(kust["namespace"], "cloudflared");
+    let mut kinds = BTreeMap::new();
+    for r in kust["resources"].as_sequence().unwrap() {
+        let text = std::fs::read_to_string(dir.join(r.as_str().unwrap())).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        kinds.insert(doc["kind"].as_str().unwrap().to_string(), doc);
+    }
+    let dep = &kinds["Deployment"];
+    let pod = &dep["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(dep["spec"]["replicas"], 2);
+    assert!(pod["affinity"]["podAntiAffinity"].is_mapping());
+    let image = c["image"].as_str().unwrap();
+    let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap();
+    assert!(
+        tag != "latest" && tag.chars().next().unwrap().is_ascii_digit(),
+        "{image}"
+    );
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "tunnel",
+            "--no-autoupdate",
+            "--metrics",
+            "0.0.0.0:2000",
+            "run"
+        ]
+    );
+    let env = c["env"].as_sequence().unwrap();
+    let tok = env.iter().find(|e| e["name"] == "TUNNEL_TOKEN").unwrap();
+    assert_eq!(
+        tok["valueFrom"]["secretKeyRef"]["name"],
+        "cloudflared-token"
+    );
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "TUNNEL_EDGE_IP_VERSION" && e["value"] == "6"));
+    for p in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[p]["httpGet"]["path"], "/ready");
+        assert_eq!(c[p]["httpGet"]["port"], 2000);
+    }
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    for k in ["requests", "limits"] {
+        assert!(c["resources"][k]["cpu"].is_string() && c["resources"][k]["memory"].is_string());
+    }
+    assert_eq!(kinds["PodDisruptionBudget"]["spec"]["minAvailable"], 1);
+    let np = &kinds["NetworkPolicy"]["spec"];
+    let ports: Vec<(String, u64)> = np["egress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["ports"].as_sequence().unwrap().iter().map(|p| {
+                (
+                    p["protocol"].as_str().unwrap().to_string(),
+                    p["port"].as_u64().unwrap(),
+                )
+            })
+        })
+        .collect();
+    for want in [
+        ("UDP", 7844),
+        ("TCP", 7844),
+        ("TCP", 443),
+        ("UDP", 53),
+        ("TCP", 9000),
+        ("TCP", 5432),
+    ] {
+        assert!(
+            ports.contains(&(want.0.to_string(), want.1)),
+            "egress {want:?} in {ports:?}"
+        );
+    }
+    assert_eq!(ports.len(), 7, "no other egress: {ports:?}");
+    for (_, doc) in kinds.iter().filter(|(k, _)| *k != "Namespace") {
+        assert_eq!(doc["metadata"]["namespace"], "cloudflared");
+    }
+}
+
+#[test]
+fn repo_tunnel_spec_matches_wrangler_production_origin() {
+    let root = repo_root();
+    let spec = tunnel::spec::TunnelSpec::from_toml(
+        &std::fs::read_to_string(root.join("infra/apps/cloudflared/tunnel.toml")).unwrap(),
+    )
+    .unwrap();
+    let wrangler: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("wrangler.toml")).unwrap()).unwrap();
+    let env = &wrangler["env"][spec.environment.as_str()];
+    let origin = env["vars"]["MEDUSA_ORIGIN"].as_str().unwrap();
+    let host = url::Url::parse(origin)
+        .unwrap()
+        .host_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        host, spec.medusa.hostname,
+        "wrangler's MEDUSA_ORIGIN is the tunnel hostname"
+    );
+    assert_eq!(
+        tunnel::cli::script_from_wrangler(&root, &spec.environment).unwrap(),
+        spec.worker_script
+    );
+}
+
+#[tokio::test]
+async fn render_manifests_command_writes_and_checks() {
+    let w = World::new().await;
+    let o = w.tunnel(&["render-manifests", "--check"]).await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("out of date"), "{}", o.stderr);
+    let o = w.tunnel(&["render-manifests"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("deployment.yaml"));
+    let o = w.tunnel(&["render-manifests", "--check"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let np = std::fs::read_to_string(
+        w.repo
+            .path()
+            .join("infra/apps/cloudflared/networkpolicy.yaml"),
+    )
+    .unwrap();
+    assert!(np.contains("5432"));
+}
+
+// ---------- CI workflow ----------
+
+#[test]
+fn github_workflows_pass_the_structural_check() {
+    let dir = repo_root().join(".github/workflows");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect(".github/workflows exists") {
+        let p = e.unwrap().path();
+        if !matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
+            continue;
+        }
+        n += 1;
+        let text = std::fs::read_to_string(&p).unwrap();
+        let problems = tunnel::workflow::check_workflow(&text);
+        assert!(problems.is_empty(), "{}: {problems:#?}", p.display());
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let steps = |job: &str| -> Vec<String> {
+            doc["jobs"][job]["steps"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|s| s["run"].as_str().unwrap_or("").to_string())
+                .collect()
+        };
+        assert!(steps("test").iter().any(|s| s.contains("make test")));
+        let deploy = steps("deploy").join("\n");
+        let (a, b, c) = (
+            deploy.find("make test"),
+            deploy.find("wrangler deploy"),
+            deploy.find("secrets push --env production"),
+        );
+        assert!(
+            b.is_some() && c.is_some() && b < c,
+            "deploy order: {deploy}"
+        );
+        let _ = a;
+    }
+    assert!(n >= 1, "no workflow found");
+    // actionlint, when a developer has it on PATH, checks more.
+    if let Ok(out) = std::process::Command::new("actionlint")
+        .arg("-no-color")
+        .current_dir(repo_root())
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "actionlint: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    } else {
+        eprintln!("notice: actionlint not on PATH; the structural check above ran instead");
+    }
+}

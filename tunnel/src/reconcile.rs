@@ -1,0 +1,698 @@
+//! Observe, validate, plan and execute against the Cloudflare API.
+//!
+//! Every read happens before the first mutating call, so a missing
+//! permission, a missing zone, a foreign object or an undecryptable secrets
+//! file stops the run with nothing changed. After a crash at any point a
+//! re-run observes what exists (found by name and ownership mark) and
+//! continues; nothing is created twice.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use url::Url;
+
+use crate::api::endpoints::*;
+use crate::api::{ApiError, Client, ClientConfig, DEFAULT_BASE_URL};
+use crate::error::TunnelError;
+use crate::plan::{self, desired_tunnel_config, tunnel_target, Action, Observed};
+use crate::secret::SecretString;
+use crate::secrets::{AgeKeys, SecretsFile};
+use crate::spec::{ownership_comment, TunnelSpec, ACCESS_CLIENT_ID, ACCESS_CLIENT_SECRET};
+
+/// API credentials, named as wrangler names them.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// `CLOUDFLARE_API_TOKEN`.
+    pub token: SecretString,
+    /// `CLOUDFLARE_ACCOUNT_ID`.
+    pub account_id: String,
+    /// `CLOUDFLARE_API_BASE_URL` (tests point it at the fake).
+    pub base_url: Url,
+}
+
+impl Credentials {
+    /// Reads the credentials from a variable lookup.
+    pub fn from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, TunnelError> {
+        let get = |k: &'static str, hint: &str| {
+            var(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| TunnelError::MissingEnv {
+                    var: k,
+                    hint: hint.to_string(),
+                })
+        };
+        let token = get(
+            "CLOUDFLARE_API_TOKEN",
+            &format!(
+                "create an API token with {} and export it",
+                crate::error::REQUIRED_PERMISSIONS
+            ),
+        )?;
+        let account_id = get(
+            "CLOUDFLARE_ACCOUNT_ID",
+            "export the account id shown in the Cloudflare dashboard (Workers & Pages overview)",
+        )?;
+        if !account_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(TunnelError::Spec(
+                "CLOUDFLARE_ACCOUNT_ID must be the 32-character hex account id".into(),
+            ));
+        }
+        let base = var("CLOUDFLARE_API_BASE_URL")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let base_url = Url::parse(&base).map_err(|e| {
+            TunnelError::Spec(format!(
+                "CLOUDFLARE_API_BASE_URL {base:?} is not a URL: {e}"
+            ))
+        })?;
+        Ok(Self {
+            token: SecretString::new(token),
+            account_id,
+            base_url,
+        })
+    }
+
+    /// A client for these credentials.
+    pub fn client(&self) -> Result<Client, TunnelError> {
+        Ok(Client::new(ClientConfig::new(
+            self.base_url.clone(),
+            self.token.clone(),
+        ))?)
+    }
+}
+
+/// Turns an API error from a read into the clearest message.
+pub fn classify(e: ApiError) -> TunnelError {
+    if let ApiError::Api {
+        what,
+        status,
+        errors,
+        permission,
+    } = &e
+    {
+        let code = errors.first().map(|m| m.code).unwrap_or(0);
+        // 9109 invalid token, 6003/6111 malformed header, 10001 token expired.
+        if errors
+            .iter()
+            .any(|m| matches!(m.code, 9109 | 6003 | 6111 | 10001 | 9106))
+        {
+            return TunnelError::BadToken(e.to_string());
+        }
+        if *status == 403 || *status == 401 || code == 10000 {
+            return TunnelError::Permission {
+                action: what.clone(),
+                permission,
+                status: *status,
+                code,
+            };
+        }
+    }
+    TunnelError::Api(e)
+}
+
+/// What a run did, for humans and `--output json`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct UpReport {
+    /// Tunnel name.
+    pub tunnel: String,
+    /// Tunnel id.
+    pub tunnel_id: Option<String>,
+    /// Actions planned (and executed unless dry-run).
+    pub actions: Vec<Action>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Secrets written to the secrets file (names only).
+    pub secrets_stored: Vec<String>,
+}
+
+/// The reconciler.
+pub struct Reconciler {
+    client: Client,
+    account: String,
+    spec: TunnelSpec,
+    secrets: SecretsFile,
+    keys: AgeKeys,
+}
+
+struct Ctx {
+    tunnel_id: Option<String>,
+    token: Option<ServiceToken>,
+    token_secret: Option<SecretString>,
+    app_ids: BTreeMap<String, String>,
+    stored: Vec<String>,
+}
+
+impl Reconciler {
+    /// A reconciler. Validates the spec.
+    pub fn new(
+        creds: &Credentials,
+        spec: TunnelSpec,
+        secrets: SecretsFile,
+        keys: AgeKeys,
+    ) -> Result<Self, TunnelError> {
+        spec.validate()?;
+        Ok(Self {
+            client: creds.client()?,
+            account: creds.account_id.clone(),
+            spec,
+            secrets,
+            keys,
+        })
+    }
+
+    async fn read<E: crate::api::Endpoint>(&self, ep: &E) -> Result<E::Result, TunnelError> {
+        self.client.send(ep).await.map_err(classify)
+    }
+
+    async fn read_all<E, T>(&self, ep: &E) -> Result<Vec<T>, TunnelError>
+    where
+        E: crate::api::Endpoint<Result = Vec<T>>,
+    {
+        self.client.list_all(ep).await.map_err(classify)
+    }
+
+    /// Reads everything (no mutating call).
+    pub async fn observe(&self) -> Result<Observed, TunnelError> {
+        let spec = &self.spec;
+        let zones = self
+            .read_all(&ListZones {
+                account: self.account.clone(),
+                name: spec.zone.clone(),
+            })
+            .await?;
+        let zone = zones
+            .into_iter()
+            .find(|z| z.name.eq_ignore_ascii_case(&spec.zone))
+            .ok_or_else(|| TunnelError::ZoneNotFound {
+                zone: spec.zone.clone(),
+                account: self.account.clone(),
+            })?;
+        let mut obs = Observed {
+            zone_id: zone.id.clone(),
+            now_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            ..Observed::default()
+        };
+        let tunnels = self
+            .read_all(&ListTunnels {
+                account: self.account.clone(),
+                name: spec.tunnel_name(),
+            })
+            .await?;
+        obs.tunnel = tunnels
+            .into_iter()
+            .find(|t| t.name == spec.tunnel_name() && t.deleted_at.is_none());
+        if let Some(t) = &obs.tunnel {
+            if t.config_src.as_deref() == Some("cloudflare") {
+                let c = self
+                    .read(&GetTunnelConfig {
+                        account: self.account.clone(),
+                        tunnel_id: t.id.clone(),
+                    })
+                    .await?;
+                obs.tunnel_config = c.config.filter(|v| !v.is_null());
+            }
+        }
+        for (_, o) in spec.origins() {
+            let recs = self
+                .read_all(&ListDnsRecords {
+                    zone: zone.id.clone(),
+                    name: o.hostname.clone(),
+                })
+                .await?;
+            let recs: Vec<_> = recs
+                .into_iter()
+                .filter(|r| r.name.eq_ignore_ascii_case(&o.hostname))
+                .collect();
+            obs.dns.insert(o.hostname.clone(), recs);
+        }
+        let tokens = self
+            .read_all(&ListServiceTokens {
+                account: self.account.clone(),
+            })
+            .await?;
+        obs.service_token = tokens
+            .into_iter()
+            .find(|t| t.name == spec.service_token_name());
+        obs.access_apps = self
+            .read_all(&ListAccessApps {
+                account: self.account.clone(),
+            })
+            .await?;
+        for (role, _) in spec.origins() {
+            let name = spec.access_app_name(role);
+            if let Some(app) = obs.access_apps.iter().find(|a| a.name == name) {
+                let ps = self
+                    .read_all(&ListAccessPolicies {
+                        account: self.account.clone(),
+                        app_id: app.id.clone(),
+                    })
+                    .await?;
+                obs.policies.insert(app.id.clone(), ps);
+            }
+        }
+        if let Some(h) = &spec.hyperdrive {
+            let all = self
+                .read_all(&ListHyperdrive {
+                    account: self.account.clone(),
+                })
+                .await?;
+            obs.hyperdrive = all.into_iter().find(|c| c.name == h.name);
+        }
+        // The secrets file must be readable before we change anything.
+        let stored = self.secrets.load_or_empty(&self.keys)?;
+        obs.token_secret_stored = match &obs.service_token {
+            Some(t) => {
+                stored.get(ACCESS_CLIENT_ID).map(|v| v.expose()) == Some(t.client_id.as_str())
+                    && stored.contains_key(ACCESS_CLIENT_SECRET)
+            }
+            None => false,
+        };
+        Ok(obs)
+    }
+
+    /// Observes and plans (no mutating call).
+    pub async fn plan(&self) -> Result<(Observed, Vec<Action>), TunnelError> {
+        let obs = self.observe().await?;
+        let actions = plan::plan(&self.spec, &obs)?;
+        self.preflight(&actions)?;
+        Ok((obs, actions))
+    }
+
+    /// Checks that every input the actions need is present.
+    fn preflight(&self, actions: &[Action]) -> Result<(), TunnelError> {
+        let needs_store = actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::CreateServiceToken { .. } | Action::RecoverServiceTokenSecret { .. }
+            )
+        });
+        if needs_store {
+            self.keys.recipients()?;
+        }
+        let needs_hyperdrive = actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::CreateHyperdrive { .. } | Action::UpdateHyperdrive { .. }
+            )
+        });
+        if let (true, Some(h)) = (needs_hyperdrive, &self.spec.hyperdrive) {
+            let stored = self.secrets.load_or_empty(&self.keys)?;
+            if !stored.contains_key(&h.password_secret) {
+                return Err(TunnelError::Spec(format!(
+                    "hyperdrive needs the Postgres password in {} under {}: run `provisioner secrets set --env {} {}` first",
+                    self.secrets.display(),
+                    h.password_secret,
+                    self.spec.environment,
+                    h.password_secret
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `tunnel up`: observe, plan, and (unless `dry_run`) execute.
+    pub async fn up(&self, dry_run: bool) -> Result<UpReport, TunnelError> {
+        let (obs, actions) = self.plan().await?;
+        let mut report = UpReport {
+            tunnel: self.spec.tunnel_name(),
+            tunnel_id: obs.tunnel.as_ref().map(|t| t.id.clone()),
+            actions: actions.clone(),
+            dry_run,
+            secrets_stored: Vec::new(),
+        };
+        if dry_run || actions.is_empty() {
+            return Ok(report);
+        }
+        let mut ctx = Ctx {
+            tunnel_id: obs.tunnel.as_ref().map(|t| t.id.clone()),
+            token: obs.service_token.clone(),
+            token_secret: None,
+            app_ids: BTreeMap::new(),
+            stored: Vec::new(),
+        };
+        for (role, _) in self.spec.origins() {
+            let name = self.spec.access_app_name(role);
+            if let Some(a) = obs.access_apps.iter().find(|a| a.name == name) {
+                ctx.app_ids.insert(role.to_string(), a.id.clone());
+            }
+        }
+        for action in &actions {
+            tracing::info!(action = %action.describe(), "cloudflare");
+            self.execute(action, &obs, &mut ctx).await?;
+        }
+        report.tunnel_id = ctx.tunnel_id;
+        report.secrets_stored = ctx.stored;
+        Ok(report)
+    }
+
+    async fn execute(
+        &self,
+        action: &Action,
+        obs: &Observed,
+        ctx: &mut Ctx,
+    ) -> Result<(), TunnelError> {
+        let account = self.account.clone();
+        let spec = &self.spec;
+        let tunnel_id = || {
+            ctx.tunnel_id
+                .clone()
+                .ok_or_else(|| TunnelError::Internal("tunnel id unknown".into()))
+        };
+        match action {
+            Action::CreateTunnel { name } => {
+                let t = self
+                    .client
+                    .send(&CreateTunnel {
+                        account,
+                        name: name.clone(),
+                    })
+                    .await?;
+                ctx.tunnel_id = Some(t.id);
+            }
+            Action::PutTunnelConfig { .. } => {
+                self.client
+                    .send(&PutTunnelConfig {
+                        account,
+                        tunnel_id: tunnel_id()?,
+                        config: desired_tunnel_config(spec),
+                    })
+                    .await?;
+            }
+            Action::CreateDnsRecord { hostname } => {
+                let body = CnameBody {
+                    name: hostname.clone(),
+                    content: tunnel_target(&tunnel_id()?),
+                    comment: ownership_comment(&spec.cluster),
+                };
+                self.client
+                    .send(&CreateDnsRecord {
+                        zone: obs.zone_id.clone(),
+                        record: body,
+                    })
+                    .await?;
+            }
+            Action::UpdateDnsRecord { hostname, id } => {
+                let body = CnameBody {
+                    name: hostname.clone(),
+                    content: tunnel_target(&tunnel_id()?),
+                    comment: ownership_comment(&spec.cluster),
+                };
+                self.client
+                    .send(&UpdateDnsRecord {
+                        zone: obs.zone_id.clone(),
+                        id: id.clone(),
+                        record: body,
+                    })
+                    .await?;
+            }
+            Action::CreateServiceToken { name } => {
+                let t = self
+                    .client
+                    .send(&CreateServiceToken {
+                        account,
+                        name: name.clone(),
+                    })
+                    .await?;
+                self.store_token(&t, ctx)?;
+            }
+            Action::RefreshServiceToken { id, .. } => {
+                self.client
+                    .send(&RefreshServiceToken {
+                        account,
+                        id: id.clone(),
+                    })
+                    .await?;
+            }
+            Action::RecoverServiceTokenSecret { id, .. } => {
+                let t = self
+                    .client
+                    .send(&RotateServiceToken {
+                        account,
+                        id: id.clone(),
+                    })
+                    .await?;
+                self.store_token(&t, ctx)?;
+            }
+            Action::CreateAccessApp { role, hostname } => {
+                let app = self
+                    .client
+                    .send(&CreateAccessApp {
+                        account,
+                        app: AccessAppBody {
+                            name: spec.access_app_name(role),
+                            domain: hostname.clone(),
+                        },
+                    })
+                    .await?;
+                ctx.app_ids.insert(role.clone(), app.id);
+            }
+            Action::UpdateAccessApp { role, id } => {
+                let hostname = self.hostname(role);
+                self.client
+                    .send(&UpdateAccessApp {
+                        account,
+                        id: id.clone(),
+                        app: AccessAppBody {
+                            name: spec.access_app_name(role),
+                            domain: hostname,
+                        },
+                    })
+                    .await?;
+            }
+            Action::CreateAccessPolicy { role } | Action::UpdateAccessPolicy { role, .. } => {
+                let app_id =
+                    ctx.app_ids.get(role).cloned().ok_or_else(|| {
+                        TunnelError::Internal(format!("no Access app id for {role}"))
+                    })?;
+                let token_id = ctx
+                    .token
+                    .as_ref()
+                    .map(|t| t.id.clone())
+                    .ok_or_else(|| TunnelError::Internal("no service token".into()))?;
+                let policy = ServiceAuthPolicy {
+                    name: format!("{}-service-auth", spec.access_app_name(role)),
+                    token_id,
+                };
+                if let Action::UpdateAccessPolicy { id, .. } = action {
+                    self.client
+                        .send(&UpdateAccessPolicy {
+                            account,
+                            app_id,
+                            id: id.clone(),
+                            policy,
+                        })
+                        .await?;
+                } else {
+                    self.client
+                        .send(&CreateAccessPolicy {
+                            account,
+                            app_id,
+                            policy,
+                        })
+                        .await?;
+                }
+            }
+            Action::DeleteAccessPolicy { role, id, .. } => {
+                let app_id = ctx.app_ids.get(role).cloned().unwrap_or_default();
+                self.client
+                    .send(&DeleteAccessPolicy {
+                        account,
+                        app_id,
+                        id: id.clone(),
+                    })
+                    .await?;
+            }
+            Action::CreateHyperdrive { .. } | Action::UpdateHyperdrive { .. } => {
+                let body = self.hyperdrive_body(ctx)?;
+                if let Action::UpdateHyperdrive { id, .. } = action {
+                    self.client
+                        .send(&UpdateHyperdrive {
+                            account,
+                            id: id.clone(),
+                            config: body,
+                        })
+                        .await?;
+                } else {
+                    self.client
+                        .send(&CreateHyperdrive {
+                            account,
+                            config: body,
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hostname(&self, role: &str) -> String {
+        self.spec
+            .origins()
+            .into_iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, o)| o.hostname.clone())
+            .unwrap_or_default()
+    }
+
+    fn hyperdrive_body(&self, ctx: &Ctx) -> Result<HyperdriveBody, TunnelError> {
+        let (Some(h), Some(pg)) = (&self.spec.hyperdrive, &self.spec.postgres) else {
+            return Err(TunnelError::Spec("hyperdrive not configured".into()));
+        };
+        let stored = self.secrets.load(&self.keys)?;
+        let missing =
+            |n: &str| TunnelError::Spec(format!("{n} missing from {}", self.secrets.display()));
+        let password = stored
+            .get(&h.password_secret)
+            .cloned()
+            .ok_or_else(|| missing(&h.password_secret))?;
+        let client_id = match &ctx.token {
+            Some(t) => t.client_id.clone(),
+            None => return Err(missing(ACCESS_CLIENT_ID)),
+        };
+        let secret = match &ctx.token_secret {
+            Some(s) => s.clone(),
+            None => stored
+                .get(ACCESS_CLIENT_SECRET)
+                .cloned()
+                .ok_or_else(|| missing(ACCESS_CLIENT_SECRET))?,
+        };
+        Ok(HyperdriveBody {
+            name: h.name.clone(),
+            host: pg.hostname.clone(),
+            database: h.database.clone(),
+            user: h.user.clone(),
+            password,
+            access_client_id: client_id,
+            access_client_secret: secret,
+            caching_disabled: h.caching_disabled,
+        })
+    }
+
+    /// Stores a freshly shown token secret in the secrets file at once.
+    fn store_token(&self, t: &ServiceTokenWithSecret, ctx: &mut Ctx) -> Result<(), TunnelError> {
+        let mut map = self.secrets.load_or_empty(&self.keys)?;
+        map.insert(
+            ACCESS_CLIENT_ID.into(),
+            SecretString::new(t.client_id.clone()),
+        );
+        map.insert(ACCESS_CLIENT_SECRET.into(), t.client_secret.0.clone());
+        self.secrets.save(&self.keys, &map)?;
+        ctx.token = Some(ServiceToken {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            client_id: t.client_id.clone(),
+            expires_at: None,
+        });
+        ctx.token_secret = Some(t.client_secret.0.clone());
+        for n in [ACCESS_CLIENT_ID, ACCESS_CLIENT_SECRET] {
+            if !ctx.stored.iter().any(|s| s == n) {
+                ctx.stored.push(n.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// `tunnel rotate-token`: rotate the service token's secret, store it, and
+    /// update Hyperdrive if configured. Run `secrets push` afterwards.
+    pub async fn rotate_token(&self) -> Result<UpReport, TunnelError> {
+        let obs = self.observe().await?;
+        plan::check_ownership(&self.spec, &obs)?;
+        let Some(token) = obs.service_token.clone() else {
+            return Err(TunnelError::Spec(format!(
+                "service token {} does not exist yet: run `provisioner tunnel up` first",
+                self.spec.service_token_name()
+            )));
+        };
+        self.keys.recipients()?;
+        let mut actions = vec![Action::RecoverServiceTokenSecret {
+            name: token.name.clone(),
+            id: token.id.clone(),
+        }];
+        if let (Some(h), Some(c)) = (&self.spec.hyperdrive, &obs.hyperdrive) {
+            actions.push(Action::UpdateHyperdrive {
+                name: h.name.clone(),
+                id: c.id.clone(),
+                reason: "new service token secret".into(),
+            });
+        }
+        self.preflight(&actions)?;
+        let mut ctx = Ctx {
+            tunnel_id: obs.tunnel.as_ref().map(|t| t.id.clone()),
+            token: Some(token),
+            token_secret: None,
+            app_ids: BTreeMap::new(),
+            stored: Vec::new(),
+        };
+        for a in &actions {
+            self.execute(a, &obs, &mut ctx).await?;
+        }
+        Ok(UpReport {
+            tunnel: self.spec.tunnel_name(),
+            tunnel_id: ctx.tunnel_id,
+            actions,
+            dry_run: false,
+            secrets_stored: ctx.stored,
+        })
+    }
+
+    /// The tunnel token for cloudflared's Kubernetes Secret (`TUNNEL_TOKEN`).
+    /// The platform step puts it into Secret `cloudflared/cloudflared-token`,
+    /// key `token`; it is never written to the repo.
+    pub async fn tunnel_token(&self) -> Result<SecretString, TunnelError> {
+        let tunnels = self
+            .read_all(&ListTunnels {
+                account: self.account.clone(),
+                name: self.spec.tunnel_name(),
+            })
+            .await?;
+        let t = tunnels
+            .into_iter()
+            .find(|t| t.name == self.spec.tunnel_name() && t.deleted_at.is_none())
+            .ok_or_else(|| {
+                TunnelError::Spec(format!(
+                    "tunnel {} does not exist: run `provisioner tunnel up` first",
+                    self.spec.tunnel_name()
+                ))
+            })?;
+        let token = self
+            .read(&GetTunnelToken {
+                account: self.account.clone(),
+                tunnel_id: t.id,
+            })
+            .await?;
+        Ok(SecretString::new(token))
+    }
+}
+
+/// Status of the tunnel for `tunnel status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelStatus {
+    /// Tunnel name.
+    pub tunnel: String,
+    /// Tunnel id.
+    pub tunnel_id: Option<String>,
+    /// `healthy`, `inactive`, …
+    pub status: Option<String>,
+    /// Number of cloudflared connections.
+    pub connections: usize,
+    /// Pending actions (empty when in sync).
+    pub pending: Vec<Action>,
+}
+
+impl Reconciler {
+    /// Observes and reports drift without changing anything.
+    pub async fn status(&self) -> Result<TunnelStatus, TunnelError> {
+        let (obs, actions) = self.plan().await?;
+        Ok(TunnelStatus {
+            tunnel: self.spec.tunnel_name(),
+            tunnel_id: obs.tunnel.as_ref().map(|t| t.id.clone()),
+            status: obs.tunnel.as_ref().and_then(|t| t.status.clone()),
+            connections: obs.tunnel.as_ref().map_or(0, |t| t.connections.len()),
+            pending: actions,
+        })
+    }
+}
