@@ -792,7 +792,8 @@ impl Waf {
         let limits = &self.cfg.limits;
         let n = if f.loc == Loc::Path {
             normalize::Normalized {
-                text: npath.path.clone(),
+                // `+` is literal in paths, but `union+select` in a path is still SQL.
+                text: npath.path.replace('+', " "),
                 compact: String::new(),
                 flags: npath.flags,
             }

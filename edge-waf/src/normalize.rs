@@ -217,6 +217,8 @@ fn fold_char(c: char) -> char {
         0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
         0x2028 | 0x2029 | 0x00A0 | 0x3000 => ' ',
         0x3002 | 0xFF61 => '.',
+        0x2018 | 0x2019 | 0x201B | 0x2032 | 0x02BC => '\'',
+        0x201C | 0x201D | 0x2033 => '"',
         0x2460..=0x2468 => char::from_u32(c as u32 - 0x2460 + u32::from(b'1')).unwrap_or(c),
         0x24EA => '0',
         _ => c,

@@ -27,14 +27,25 @@ impl ConfigSource {
 }
 
 /// A validated configuration and its hash.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ActiveConfig {
     /// The configuration.
     pub config: EdgeConfig,
+    /// The WAF compiled from `config.waf` (compiled once per configuration).
+    pub waf: std::sync::Arc<edge_waf::Waf>,
     /// SHA-256 of its canonical JSON, hex, first 16 characters.
     pub hash: String,
     /// Where it came from.
     pub source: ConfigSource,
+}
+
+impl std::fmt::Debug for ActiveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveConfig")
+            .field("hash", &self.hash)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an override was not used.
@@ -52,9 +63,12 @@ impl ActiveConfig {
     pub fn builtin() -> Result<ActiveConfig, String> {
         let config: EdgeConfig = serde_json::from_str(BUILTIN_CONFIG_JSON)
             .map_err(|e| format!("built-in config does not parse: {e}"))?;
+        let waf = edge_waf::Waf::new(config.waf.clone())
+            .map_err(|e| format!("built-in WAF config is invalid: {e}"))?;
         Ok(ActiveConfig {
             hash: hash_of(&config),
             config,
+            waf: std::sync::Arc::new(waf),
             source: ConfigSource::Builtin,
         })
     }
@@ -67,9 +81,12 @@ impl ActiveConfig {
         config
             .validate()
             .map_err(|e| OverrideRejected(format!("override is invalid: {e}")))?;
+        let waf = edge_waf::Waf::new(config.waf.clone())
+            .map_err(|e| OverrideRejected(format!("override is invalid: waf: {e}")))?;
         Ok(ActiveConfig {
             hash: hash_of(&config),
             config,
+            waf: std::sync::Arc::new(waf),
             source: ConfigSource::Override,
         })
     }

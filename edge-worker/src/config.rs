@@ -8,7 +8,8 @@
 //! KV; an invalid override is rejected by [`EdgeConfig::validate`] and the
 //! built-in configuration is used instead.
 //!
-//! This module depends on `serde` only, so that `build.rs` can include it.
+//! This module depends on `serde` and `edge-waf` only, so that `build.rs` can
+//! include it.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,6 +35,9 @@ pub struct EdgeConfig {
     /// The cache layer.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The WAF layer (see the `edge-waf` crate).
+    #[serde(default)]
+    pub waf: edge_waf::WafConfig,
 }
 
 /// Where requests are sent.
@@ -569,6 +573,7 @@ impl EdgeConfig {
         for h in &self.cache.vary_headers {
             check_header_name("cache.vary_headers", h)?;
         }
+        edge_waf::Waf::new(self.waf.clone()).map_err(|e| err("waf".into(), e.to_string()))?;
         Ok(())
     }
 }

@@ -87,6 +87,38 @@ pub fn render(err: EdgeError, class: RouteClass, request_id: &str) -> Synthetic 
     resp
 }
 
+/// The response to a request the WAF blocked.
+pub fn render_blocked(status: u16, class: RouteClass, request_id: &str) -> Synthetic {
+    let (code, title) = match status {
+        400 => ("bad_request", "Bad request"),
+        405 => ("method_not_allowed", "Method not allowed"),
+        413 => ("payload_too_large", "Request too large"),
+        _ => ("forbidden", "This request was blocked"),
+    };
+    let mut resp = match class {
+        RouteClass::Api => Synthetic::new(
+            status,
+            "application/json",
+            serde_json::json!({"type": code, "message": title, "status": status, "request_id": request_id})
+                .to_string(),
+        ),
+        RouteClass::Page => {
+            let id = html_escape(request_id);
+            Synthetic::new(
+                status,
+                "text/html; charset=utf-8",
+                format!(
+                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+<body><main><h1>{title}</h1><p>If you think this is a mistake, contact us and quote the request id.</p>\
+<p><small>Error {status} &middot; request id <code>{id}</code></small></p></main></body></html>"
+                ),
+            )
+        }
+    };
+    resp.head.headers.set("cache-control", "no-store");
+    resp
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

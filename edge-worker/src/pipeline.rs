@@ -50,6 +50,60 @@ pub struct Context<'a> {
     pub access_token: Option<AccessToken>,
     /// Version string for the health endpoint.
     pub version: &'a str,
+    /// What the binding read for inspection (body sample, cf fields).
+    pub inspection: Inspection,
+    /// Structured log lines produced by layers (the binding prints them).
+    pub logs: Vec<String>,
+}
+
+/// Inputs of the WAF that are not in the request head.
+#[derive(Debug, Clone, Default)]
+pub struct Inspection {
+    /// The body, when it was small enough to read before forwarding.
+    pub body: Option<Vec<u8>>,
+    /// `Content-Length`, when known.
+    pub body_len: Option<u64>,
+    /// `request.cf.country`.
+    pub country: Option<String>,
+    /// `request.cf.asn`.
+    pub asn: Option<u32>,
+}
+
+/// The WAF: inspects every routed request, logs each decision as one JSON
+/// line, and answers blocked requests itself (403 with the request id, JSON
+/// on API routes, HTML on pages; 400/405/413 for protocol violations).
+pub struct WafLayer;
+
+impl Layer for WafLayer {
+    fn name(&self) -> &'static str {
+        "waf"
+    }
+    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let uri = req.path_and_query();
+        let view = edge_waf::RequestView {
+            method: &req.method,
+            uri: &uri,
+            headers: &headers,
+            body: cx.inspection.body.as_deref(),
+            body_len: cx.inspection.body_len,
+            client_ip: req.client_ip,
+            country: cx.inspection.country.as_deref(),
+            asn: cx.inspection.asn,
+        };
+        let decision = cx.active.waf.inspect(&view);
+        if !decision.matches.is_empty() || decision.is_blocked() {
+            cx.logs.push(decision.log_line(&cx.request_id));
+        }
+        match decision.status() {
+            Some(status) => Flow::Respond(errors::render_blocked(status, cx.class, &cx.request_id)),
+            None => Flow::Continue,
+        }
+    }
 }
 
 /// What a layer's request phase decided.
@@ -256,7 +310,7 @@ impl Default for Pipeline {
 
 impl Pipeline {
     /// The standard layers, in request order: request id, security headers
-    /// (response phase only), health, redirects, routing, header rules.
+    /// (response phase only), health, redirects, routing, WAF, header rules.
     pub fn standard() -> Pipeline {
         Pipeline {
             layers: vec![
@@ -265,6 +319,7 @@ impl Pipeline {
                 Box::new(HealthLayer),
                 Box::new(RedirectLayer),
                 Box::new(RoutingLayer),
+                Box::new(WafLayer),
                 Box::new(HeaderRulesLayer),
             ],
         }

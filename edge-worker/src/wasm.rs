@@ -189,6 +189,7 @@ enum FetchFailure {
 async fn fetch_upstream(
     env: &Env,
     incoming: &web_sys::Request,
+    body_read: Option<&js_sys::Uint8Array>,
     method: &str,
     up: &UpstreamRequest,
 ) -> std::result::Result<web_sys::Response, FetchFailure> {
@@ -226,7 +227,9 @@ async fn fetch_upstream(
     let headers =
         headers_to_sys(&up.headers).map_err(|e| FetchFailure::Unreachable(e.to_string()))?;
     init.set_headers(&headers.into());
-    if let Some(body) = incoming.body() {
+    if let Some(bytes) = body_read {
+        init.set_body(bytes);
+    } else if let Some(body) = incoming.body() {
         init.set_body(&body);
     }
     let req = web_sys::Request::new_with_str_and_init(&url, &init)
@@ -303,6 +306,8 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
         upstream: None,
         access_token,
         version: crate::VERSION,
+        inspection: Default::default(),
+        logs: Vec::new(),
     };
     if let Some(p) = var(&env, DEBUG_PANIC_VAR) {
         if head.path == p {
@@ -312,7 +317,34 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
     if head.path == PURGE_PATH {
         return purge(&env, &req, &head, &cx).await;
     }
-    let up = match pipeline.request(&mut cx, &head) {
+    // What the WAF inspects besides the head: small bodies are read here
+    // (and forwarded from memory); larger ones stream through, checked by
+    // their declared length.
+    let body_len = head
+        .headers
+        .get("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let waf_cfg = &active.config.waf;
+    let mut body_bytes: Option<js_sys::Uint8Array> = None;
+    if waf_cfg.enabled
+        && !matches!(method.as_str(), "GET" | "HEAD")
+        && body_len.is_some_and(|n| n > 0 && n <= waf_cfg.limits.max_inspect_bytes as u64)
+    {
+        let buf = JsFuture::from(sys.array_buffer()?).await?;
+        let bytes = js_sys::Uint8Array::new(&buf);
+        cx.inspection.body = Some(bytes.to_vec());
+        body_bytes = Some(bytes);
+    }
+    cx.inspection.body_len = body_len;
+    if let Some(cf) = req.cf() {
+        cx.inspection.country = cf.country();
+        cx.inspection.asn = cf.asn();
+    }
+    let outcome = pipeline.request(&mut cx, &head);
+    for line in cx.logs.drain(..) {
+        worker::console_log!("{line}");
+    }
+    let up = match outcome {
         Outcome::Respond(s) => return synthetic_response(&s, head_only),
         Outcome::Forward(up) => up,
     };
@@ -321,7 +353,7 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
     let (key, rule) = match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
         Lookup::Cache { key, rule } if !up.websocket => (key, rule.clone()),
         _ => {
-            let origin = fetch_upstream(&env, sys, &method, &up).await;
+            let origin = fetch_upstream(&env, sys, body_bytes.as_ref(), &method, &up).await;
             return finish(&pipeline, &cx, &head, origin, "BYPASS", None, head_only);
         }
     };
@@ -366,7 +398,8 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
             }
             Freshness::StaleIfError => {
                 let origin =
-                    fetch_upstream(&env, sys, "GET", &conditional(&up, &stored_headers)).await;
+                    fetch_upstream(&env, sys, None, "GET", &conditional(&up, &stored_headers))
+                        .await;
                 let failed = match &origin {
                     Err(_) => true,
                     Ok(r) => r.status() >= 500,
@@ -400,7 +433,8 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
             }
             Freshness::Expired => {
                 let origin =
-                    fetch_upstream(&env, sys, "GET", &conditional(&up, &stored_headers)).await;
+                    fetch_upstream(&env, sys, None, "GET", &conditional(&up, &stored_headers))
+                        .await;
                 return revalidated_or_miss(
                     &pipeline,
                     &cx,
@@ -418,7 +452,7 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
             }
         }
     }
-    let origin = fetch_upstream(&env, sys, "GET", &up).await;
+    let origin = fetch_upstream(&env, sys, None, "GET", &up).await;
     let plan = Some(StorePlan {
         cfg: &active.config.cache,
         rule: &rule,
@@ -632,7 +666,7 @@ async fn refresh(
     let Ok(init_req) = web_sys::Request::new_with_str("https://refresh.invalid/") else {
         return;
     };
-    let Ok(origin) = fetch_upstream(env, &init_req, "GET", up).await else {
+    let Ok(origin) = fetch_upstream(env, &init_req, None, "GET", up).await else {
         return;
     };
     let head = ResponseHead {

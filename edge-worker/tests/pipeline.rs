@@ -30,6 +30,8 @@ fn cx<'a>(active: &'a ActiveConfig, token: Option<AccessToken>) -> Context<'a> {
         upstream: None,
         access_token: token,
         version: "test",
+        inspection: Default::default(),
+        logs: Vec::new(),
     }
 }
 

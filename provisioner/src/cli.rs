@@ -1,4 +1,5 @@
-//! The command line: `init`, `plan`, `up`, `down`, `status`, `lockdown`.
+//! The command line: `init`, `plan`, `up`, `down`, `status`, `lockdown`, and the
+//! `tunnel`/`secrets` groups of the `tunnel` crate.
 //!
 //! [`run`] takes its environment and output streams as arguments so tests drive the
 //! CLI in-process. A new subcommand group is one variant in [`Command`] plus one arm
@@ -9,12 +10,14 @@ use crate::hcloud::{Client, ClientConfig, HcloudError, DEFAULT_ENDPOINT, TOKEN_H
 use crate::plan::{self, Observed, Plan, LABEL_PHASE};
 use crate::progress::{line, Progress, Sink};
 use crate::spec::{ClusterSpec, SpecError};
+use crate::talos_ops;
 use crate::userdata::{self, UserDataError};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tunnel::cli::{CliIo, SecretsCommand, SharedWriter, TunnelCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,6 +80,29 @@ pub enum Command {
     Status,
     /// Close the bootstrap firewall window: no public inbound port remains.
     Lockdown,
+    /// Write an admin kubeconfig (client certificate issued locally from the cluster's
+    /// Kubernetes CA); needs machine_config.generated and the age identity.
+    Kubeconfig {
+        /// Write to this file (mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// API server URL (default: machine_config.generated.endpoint).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Write a talosconfig for the control-plane nodes (admin certificate from the
+    /// cluster's Talos API CA); needs machine_config.generated and the age identity.
+    Talosconfig {
+        /// Write to this file (mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Cloudflare Tunnel: up [--dry-run] | status | rotate-token | render-manifests [--check].
+    #[command(subcommand)]
+    Tunnel(TunnelCommand),
+    /// Worker secrets (age-encrypted per environment): set | edit | list | push.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
 }
 
 /// Shows a prompt and reads one line of input.
@@ -147,6 +173,8 @@ pub enum CliError {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Api(#[from] HcloudError),
+    #[error("Talos: {0}")]
+    Talos(#[from] crate::talos_ops::TalosStepError),
     #[error("no Hetzner API token: {TOKEN_HELP}")]
     NoToken,
     #[error("cannot read token file {path}: {source}")]
@@ -177,7 +205,7 @@ pub async fn run(args: Vec<String>, env: Env, out: Sink, err: Sink) -> i32 {
         }
     };
     match dispatch(&cli, &env, &out, &err).await {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             line(&err, &format!("error: {e}"));
             1
@@ -185,8 +213,8 @@ pub async fn run(args: Vec<String>, env: Env, out: Sink, err: Sink) -> i32 {
     }
 }
 
-async fn dispatch(cli: &Cli, env: &Env, out: &Sink, err: &Sink) -> Result<(), CliError> {
-    match &cli.command {
+async fn dispatch(cli: &Cli, env: &Env, out: &Sink, err: &Sink) -> Result<i32, CliError> {
+    let done = match &cli.command {
         Command::Init { name, force } => init(cli, env, out, name, *force),
         Command::Plan => cmd_plan(cli, env, out).await,
         Command::Up { allow_replace } => cmd_up(cli, env, out, err, *allow_replace).await,
@@ -196,6 +224,42 @@ async fn dispatch(cli: &Cli, env: &Env, out: &Sink, err: &Sink) -> Result<(), Cl
         } => cmd_down(cli, env, out, err, *yes, *include_cluster_created).await,
         Command::Status => cmd_status(cli, env, out).await,
         Command::Lockdown => cmd_lockdown(cli, env, out).await,
+        Command::Kubeconfig { out: to, server } => {
+            cmd_kubeconfig(cli, env, out, to.as_deref(), server.as_deref())
+        }
+        Command::Talosconfig { out: to } => cmd_talosconfig(cli, env, out, to.as_deref()).await,
+        Command::Tunnel(c) => return Ok(run_group(cli, env, out, err, Group::Tunnel(c)).await),
+        Command::Secrets(c) => return Ok(run_group(cli, env, out, err, Group::Secrets(c)).await),
+    };
+    done.map(|()| 0)
+}
+
+/// A command group implemented by another crate, reporting its own errors.
+enum Group<'a> {
+    Tunnel(&'a TunnelCommand),
+    Secrets(&'a SecretsCommand),
+}
+
+/// Runs the `tunnel`/`secrets` groups with this process's environment and streams;
+/// relative paths resolve against the working directory (the repository root).
+async fn run_group(cli: &Cli, env: &Env, out: &Sink, err: &Sink, group: Group<'_>) -> i32 {
+    let (mut o, mut e) = (SharedWriter(out.clone()), SharedWriter(err.clone()));
+    let mut stdin = std::io::stdin();
+    let mut io = CliIo {
+        vars: env.vars.clone(),
+        repo_root: env.cwd.clone(),
+        stdin: &mut stdin,
+        stdout: &mut o,
+        stderr: &mut e,
+        output: if cli.output == Output::Json {
+            tunnel::cli::Output::Json
+        } else {
+            tunnel::cli::Output::Text
+        },
+    };
+    match group {
+        Group::Tunnel(c) => c.clone().run_exit_code(&mut io).await,
+        Group::Secrets(c) => c.clone().run_exit_code(&mut io).await,
     }
 }
 
@@ -269,7 +333,7 @@ fn init(cli: &Cli, env: &Env, out: &Sink, name: &str, force: bool) -> Result<(),
     line(
         out,
         &format!(
-            "wrote {}\nnext: create machine configs (talosctl gen config {name} https://<endpoint>:6443 --with-docs=false --with-examples=false), upload a Talos snapshot, then `provisioner plan`",
+            "wrote {}\nnext: set machine_config.generated.endpoint and age_recipients (or SHOPEDGE_AGE_RECIPIENTS), upload a Talos snapshot, then `provisioner plan`",
             path.display()
         ),
     );
@@ -323,8 +387,12 @@ fn print_plan(out: &Sink, plan: &Plan, output: Output, from_empty: bool) {
 }
 
 /// User-data hashes of every node, read before anything is sent.
-fn hasher(spec: &ClusterSpec, dir: &Path) -> Result<Sources, CliError> {
-    let src = userdata::source_for(spec, dir)?;
+fn hasher(spec: &ClusterSpec, dir: &Path, env: &Env) -> Result<Sources, CliError> {
+    let senv = userdata::SourceEnv {
+        vars: &env.vars,
+        persist: false,
+    };
+    let src = userdata::source_for(spec, dir, &senv)?;
     let mut hashes = BTreeMap::new();
     for n in plan::nodes(spec) {
         let ud = src.user_data_for(&n)?;
@@ -335,7 +403,17 @@ fn hasher(spec: &ClusterSpec, dir: &Path) -> Result<Sources, CliError> {
 
 async fn cmd_plan(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
     let (spec, dir) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
-    let (_, hashes) = hasher(&spec, &dir)?;
+    let (src, hashes) = hasher(&spec, &dir, env)?;
+    let provisional = src.generated().filter(|g| !g.persisted);
+    if let Some(g) = provisional.filter(|_| cli.output == Output::Text) {
+        line(
+            out,
+            &format!(
+                "note: {} does not exist yet: `up` generates the Talos secrets there, so the planned machine configs are provisional",
+                g.secrets_path.display()
+            ),
+        );
+    }
     let h = |n: &userdata::Node| hashes.get(&n.name).cloned().unwrap_or_default();
     match token(cli, env)? {
         None => {
@@ -364,7 +442,11 @@ async fn cmd_up(
 ) -> Result<(), CliError> {
     // Everything that can fail locally fails before the first request.
     let (spec, dir) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
-    let src = userdata::source_for(&spec, &dir)?;
+    let senv = userdata::SourceEnv {
+        vars: &env.vars,
+        persist: true,
+    };
+    let src = userdata::source_for(&spec, &dir, &senv)?;
     let client = client(cli, env)?;
     let started = std::time::Instant::now();
     let progress = if cli.output == Output::Json {
@@ -374,6 +456,10 @@ async fn cmd_up(
     };
     let report = apply::up(&client, &spec, src.as_ref(), progress, allow_replace).await?;
     let (p, outcome) = (report.plan, report.outcome);
+    let boot = match src.generated() {
+        Some(g) => Some(bootstrap_step(cli, env, err, &client, &spec, g).await?),
+        None => None,
+    };
     for n in &p.notes {
         line(err, &format!("note: {n}"));
     }
@@ -381,7 +467,7 @@ async fn cmd_up(
     if cli.output == Output::Json {
         emit_json(
             out,
-            &json!({ "cluster": spec.name, "outcome": outcome, "requests": stats }),
+            &json!({ "cluster": spec.name, "outcome": outcome, "requests": stats, "bootstrap": boot }),
         );
     } else if p.is_empty() {
         line(
@@ -408,6 +494,104 @@ async fn cmd_up(
         );
     }
     Ok(())
+}
+
+/// Bootstraps Talos on the first control-plane node once the servers exist.
+async fn bootstrap_step(
+    cli: &Cli,
+    env: &Env,
+    err: &Sink,
+    client: &Client,
+    spec: &ClusterSpec,
+    g: &userdata::GeneratedUserData,
+) -> Result<talos::BootstrapReport, CliError> {
+    let cps = talos_ops::control_planes(client, &spec.name).await?;
+    let first = match cps.first() {
+        Some(_) => talos_ops::addresses(&cps[..1])?.first().copied(),
+        None => None,
+    };
+    let addr = talos_ops::talos_endpoint(&env.vars, first, &spec.name)?;
+    let progress: Option<talos::bootstrap::ProgressFn> = (cli.output == Output::Text).then(|| {
+        let err = err.clone();
+        Box::new(move |s: &talos::BootstrapStage| line(&err, &format!("talos: {s:?}")))
+            as talos::bootstrap::ProgressFn
+    });
+    let expected = spec.server_count() as usize;
+    let report = talos_ops::bootstrap(g, addr, expected, env.time_scale, progress).await?;
+    if cli.output == Output::Text {
+        line(
+            err,
+            &format!(
+                "Talos {} on {addr}: {:?}, {} etcd member(s), {} node(s) registered.",
+                report.talos_version,
+                report.outcome,
+                report.etcd_members,
+                report.nodes.len()
+            ),
+        );
+    }
+    Ok(report)
+}
+
+/// Prints `text` or writes it to `to` (mode 0600).
+fn emit_private(
+    env: &Env,
+    out: &Sink,
+    to: Option<&Path>,
+    text: &str,
+    what: &str,
+) -> Result<(), CliError> {
+    match to {
+        None => {
+            line(out, text.trim_end());
+            Ok(())
+        }
+        Some(p) => {
+            let path = env.cwd.join(p);
+            talos::write_private_file(&path, text).map_err(talos_ops::TalosStepError::from)?;
+            line(out, &format!("wrote {what} {} (mode 0600)", path.display()));
+            Ok(())
+        }
+    }
+}
+
+fn cmd_kubeconfig(
+    cli: &Cli,
+    env: &Env,
+    out: &Sink,
+    to: Option<&Path>,
+    server: Option<&str>,
+) -> Result<(), CliError> {
+    let (spec, dir) = load_spec(&spec_path(cli, env), false)?;
+    let (secrets, g) = userdata::stored_secrets(&spec, &dir, &env.vars)?;
+    let kc = talos_ops::kubeconfig(&secrets, &spec.name, server.unwrap_or(&g.endpoint))?;
+    emit_private(env, out, to, &kc, "kubeconfig")
+}
+
+async fn cmd_talosconfig(
+    cli: &Cli,
+    env: &Env,
+    out: &Sink,
+    to: Option<&Path>,
+) -> Result<(), CliError> {
+    let online = token(cli, env)?.is_some();
+    let (spec, dir) = load_spec(&spec_path(cli, env), online)?;
+    let (secrets, g) = userdata::stored_secrets(&spec, &dir, &env.vars)?;
+    // The control-plane nodes' addresses when the API can be asked, else the
+    // Kubernetes endpoint's host (which names the same nodes).
+    let mut endpoints: Vec<String> = Vec::new();
+    if online {
+        let cps = talos_ops::control_planes(&client(cli, env)?, &spec.name).await?;
+        endpoints = talos_ops::addresses(&cps)?
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    }
+    if endpoints.is_empty() {
+        endpoints.extend(talos_ops::endpoint_host(&g.endpoint));
+    }
+    let tc = talos_ops::talosconfig(&secrets, &spec.name, &endpoints)?;
+    emit_private(env, out, to, &tc, "talosconfig")
 }
 
 async fn observe_for_down(

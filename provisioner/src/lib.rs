@@ -1,7 +1,8 @@
 //! `provisioner`: builds and reconciles the IPv6-only Talos Kubernetes cluster on
 //! Hetzner Cloud. Layout: [`spec`] (the cluster spec), [`hcloud`] (API client),
 //! [`plan`] (pure desired-vs-observed planning), [`apply`] (executing plans),
-//! [`userdata`] (machine configs as user data), [`progress`] and [`cli`].
+//! [`userdata`] (machine configs as user data), [`talos_ops`] (bootstrap, admin
+//! client configs), [`progress`] and [`cli`].
 
 // Errors carry the API's code, message and details for good messages; they are
 // returned rarely, so their size does not matter.
@@ -13,6 +14,7 @@ pub mod hcloud;
 pub mod plan;
 pub mod progress;
 pub mod spec;
+pub mod talos_ops;
 pub mod userdata;
 
 pub use cli::{run, Capture, Env};

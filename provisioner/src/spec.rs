@@ -36,7 +36,8 @@ pub struct ClusterSpec {
     pub image: ImageSpec,
     #[serde(default)]
     pub firewall: FirewallSpec,
-    /// `[machine_config.files]` (or, in YAML, `machine_config: {files: ...}`).
+    /// `[machine_config.generated]` or `[machine_config.files]` (in YAML,
+    /// `machine_config: {generated: ...}`).
     #[serde(with = "serde_yaml::with::singleton_map")]
     pub machine_config: MachineConfigSource,
     /// When true, `down` refuses to delete the cluster.
@@ -136,6 +137,48 @@ pub struct FirewallSpec {
 pub enum MachineConfigSource {
     /// Bring your own config: one file per role, e.g. from `talosctl gen config`.
     Files(FilesSource),
+    /// Generated natively (`[machine_config.generated]`): the Talos secrets bundle,
+    /// age-encrypted at `infra/clusters/<name>/talos-secrets.age`, and the configs
+    /// rendered from it plus the patches in `infra/talos/`.
+    Generated(GeneratedSource),
+}
+
+/// `[machine_config.generated]`. Paths are relative to the spec's directory, which is
+/// taken as the repository root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratedSource {
+    /// Talos version the configs target; picks the JSON schema used to validate them.
+    #[serde(default = "default_talos_version")]
+    pub talos_version: String,
+    /// Kubernetes version; unset lets Talos use its default for the release.
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    /// Kubernetes API endpoint baked into every config, `https://host:6443`: a DNS
+    /// name with the control-plane nodes' AAAA records (or a fixed IPv6 address).
+    pub endpoint: String,
+    /// Extra SANs of the Talos and Kubernetes API certificates.
+    #[serde(default)]
+    pub cert_sans: Vec<String>,
+    /// age public keys the secrets bundle is encrypted to (else `SHOPEDGE_AGE_RECIPIENTS`).
+    #[serde(default)]
+    pub age_recipients: Vec<String>,
+    /// Directory of the Talos config JSON schemas (`v1.13.schema.json`, ...).
+    #[serde(default = "default_schema_dir")]
+    pub schema_dir: PathBuf,
+    /// Strategic-merge patches (`infra/talos/{all,controlplane,worker}...`).
+    #[serde(default = "default_patch_dir")]
+    pub patch_dir: PathBuf,
+}
+
+fn default_talos_version() -> String {
+    talos::DEFAULT_TALOS_VERSION.to_string()
+}
+fn default_schema_dir() -> PathBuf {
+    PathBuf::from("../shared/talos-config-schema")
+}
+fn default_patch_dir() -> PathBuf {
+    PathBuf::from("infra/talos")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -460,11 +503,28 @@ selector = "os=talos"
 # Who may reach the Talos API (50000) and Kubernetes API (6443) until `provisioner lockdown`.
 admin_sources = ["2001:db8::/32"]
 
-# Bring your own machine configs, e.g. from `talosctl gen config` (paths relative to this file).
-[machine_config.files]
-control_plane = "controlplane.yaml"
-worker = "worker.yaml"
-"#
+# Talos machine configs, generated natively (no talosctl needed). The secrets bundle is
+# written age-encrypted to infra/clusters/{name}/talos-secrets.age (paths relative to
+# this file, which sits at the repository root).
+[machine_config.generated]
+talos_version = "{talos}"
+# Kubernetes API endpoint in every config: a DNS name with the control-plane nodes'
+# AAAA records (or a fixed IPv6 address).
+endpoint = "https://api.{name}.example.com:6443"
+# age public keys to encrypt the secrets to (else SHOPEDGE_AGE_RECIPIENTS);
+# decrypting needs SHOPEDGE_AGE_IDENTITY or SHOPEDGE_AGE_IDENTITY_FILE.
+age_recipients = []
+# Talos config JSON schemas, used to validate every config before anything is created.
+schema_dir = "../shared/talos-config-schema"
+# Strategic-merge patches applied to the generated configs.
+patch_dir = "infra/talos"
+
+# Or bring your own machine configs, e.g. from `talosctl gen config`:
+# [machine_config.files]
+# control_plane = "controlplane.yaml"
+# worker = "worker.yaml"
+"#,
+            talos = talos::DEFAULT_TALOS_VERSION
         )
     }
 }

@@ -5,10 +5,12 @@
 //   { "script": "build/worker/entry.mjs", "vars": {...}, "secrets": {...},
 //     "storefront_origin": "http://127.0.0.1:port" | null,  // service binding target
 //     "kv": { "config": "..." } }
-// Output: one line on stdout, {"url": "http://127.0.0.1:port/"}, once ready.
+// Output: protocol lines on stdout start with "MFHOST " (the worker's own
+// console output goes to stdout too):
+//   MFHOST {"url": "http://127.0.0.1:port/"}   once ready.
 // Then reads JSON commands, one per line, from stdin:
-//   {"cmd": "kv_put", "key": "config", "value": "..."}  -> {"ok": true}
-//   {"cmd": "kv_delete", "key": "config"}              -> {"ok": true}
+//   {"cmd": "kv_put", "key": "config", "value": "..."}  -> MFHOST {"ok": true}
+//   {"cmd": "kv_delete", "key": "config"}              -> MFHOST {"ok": true}
 // Closing stdin disposes Miniflare and exits.
 import { Miniflare } from "miniflare";
 import { createInterface } from "node:readline";
@@ -63,7 +65,8 @@ if (cfg.kv) {
   const kv = await mf.getKVNamespace("EDGE_CONFIG", "edge");
   for (const [k, v] of Object.entries(cfg.kv)) await kv.put(k, v);
 }
-process.stdout.write(JSON.stringify({ url: url.toString() }) + "\n");
+const reply = (v) => process.stdout.write("MFHOST " + JSON.stringify(v) + "\n");
+reply({ url: url.toString() });
 
 const rl = createInterface({ input: process.stdin });
 rl.on("line", async (line) => {
@@ -74,9 +77,9 @@ rl.on("line", async (line) => {
     if (c.cmd === "kv_put") await kv.put(c.key, c.value);
     else if (c.cmd === "kv_delete") await kv.delete(c.key);
     else throw new Error(`unknown command ${c.cmd}`);
-    process.stdout.write(JSON.stringify({ ok: true }) + "\n");
+    reply({ ok: true });
   } catch (e) {
-    process.stdout.write(JSON.stringify({ ok: false, error: String(e) }) + "\n");
+    reply({ ok: false, error: String(e) });
   }
 });
 rl.on("close", async () => {

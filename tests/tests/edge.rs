@@ -620,8 +620,14 @@ fn a_bad_edge_config_fails_the_build_naming_the_entry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = std::fs::read_to_string(root.join("edge-worker/edge.toml")).expect("edge.toml");
     let cases = [
-        (good.replace("upstream = \"medusa\"", "upstream = \"medusa2\""), "routes[0] \"medusa\": upstream \"medusa2\" is not defined"),
-        (good.replace("[security_headers]", "[security_headers]\ncolour = \"red\""), "unknown field `colour`"),
+        (
+            good.replace("upstream = \"medusa\"", "upstream = \"medusa2\""),
+            "routes[0] \"medusa\": upstream \"medusa2\" is not defined",
+        ),
+        (
+            good.replace("[security_headers]", "[security_headers]\ncolour = \"red\""),
+            "unknown field `colour`",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("edge-{i}.toml"));
@@ -635,7 +641,10 @@ fn a_bad_edge_config_fails_the_build_naming_the_entry() {
             .expect("cargo check");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "build should fail for case {i}");
-        assert!(stderr.contains(want), "case {i}: want {want:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(want),
+            "case {i}: want {want:?} in:\n{stderr}"
+        );
     }
 }
 
@@ -643,7 +652,9 @@ fn a_bad_edge_config_fails_the_build_naming_the_entry() {
 
 /// An override of the built-in config with short cache lifetimes for tests.
 fn short_cache_config(ttl: u32, swr: u32, sie: u32) -> String {
-    let mut cfg = edge_worker::active::ActiveConfig::builtin().expect("builtin").config;
+    let mut cfg = edge_worker::active::ActiveConfig::builtin()
+        .expect("builtin")
+        .config;
     for rule in cfg.cache.rules.iter_mut() {
         rule.ttl = ttl;
         rule.stale_while_revalidate = swr;
@@ -660,14 +671,22 @@ fn cache_state(r: &reqwest::Response) -> String {
         .to_string()
 }
 
-async fn get(c: &Client, url: String, headers: &[(&str, &str)]) -> (String, StatusCode, String, Option<String>) {
+async fn get(
+    c: &Client,
+    url: String,
+    headers: &[(&str, &str)],
+) -> (String, StatusCode, String, Option<String>) {
     let mut rb = c.get(url);
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
     let r = rb.send().await.expect("request");
     let state = cache_state(&r);
-    let age = r.headers().get("age").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let age = r
+        .headers()
+        .get("age")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let status = r.status();
     (state, status, r.text().await.expect("body"), age)
 }
@@ -685,13 +704,33 @@ async fn cache_hit_miss_and_key_normalisation() {
     assert!(age.is_some(), "Age header on hits");
     assert_eq!(edge.medusa.requests_to("/store/products").len(), 1);
     // Varying on the publishable key and the region cookie makes new entries.
-    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("x-publishable-api-key", "pk_1")]).await;
+    let (s, ..) = get(
+        &c,
+        edge.at("/store/products?a=1&b=2"),
+        &[("x-publishable-api-key", "pk_1")],
+    )
+    .await;
     assert_eq!(s, "MISS");
-    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("x-publishable-api-key", "pk_1")]).await;
+    let (s, ..) = get(
+        &c,
+        edge.at("/store/products?a=1&b=2"),
+        &[("x-publishable-api-key", "pk_1")],
+    )
+    .await;
     assert_eq!(s, "HIT");
-    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("cookie", "region=eu")]).await;
+    let (s, ..) = get(
+        &c,
+        edge.at("/store/products?a=1&b=2"),
+        &[("cookie", "region=eu")],
+    )
+    .await;
     assert_eq!(s, "MISS");
-    let (s, ..) = get(&c, edge.at("/store/products?a=1&b=2"), &[("cookie", "theme=dark; region=eu")]).await;
+    let (s, ..) = get(
+        &c,
+        edge.at("/store/products?a=1&b=2"),
+        &[("cookie", "theme=dark; region=eu")],
+    )
+    .await;
     assert_eq!(s, "HIT");
     assert_eq!(edge.medusa.requests_to("/store/products").len(), 3);
     // Storefront pages and static assets are cached too.
@@ -706,13 +745,24 @@ async fn cache_hit_miss_and_key_normalisation() {
 async fn cache_bypass_for_credentials_sessions_and_private_routes() {
     let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
     let c = client();
-    for headers in [vec![("authorization", "Bearer x")], vec![("cookie", "connect.sid=s%3Aabc")], vec![("cookie", "_medusa_jwt=eyJ")], vec![("range", "bytes=0-10")]] {
+    for headers in [
+        vec![("authorization", "Bearer x")],
+        vec![("cookie", "connect.sid=s%3Aabc")],
+        vec![("cookie", "_medusa_jwt=eyJ")],
+        vec![("range", "bytes=0-10")],
+    ] {
         for _ in 0..2 {
             let (s, ..) = get(&c, edge.at("/store/products"), &headers).await;
             assert_eq!(s, "BYPASS", "{headers:?}");
         }
     }
-    for path in ["/store/carts/cart_01", "/store/customers/me", "/admin/products", "/auth/session", "/hooks/payment/stripe"] {
+    for path in [
+        "/store/carts/cart_01",
+        "/store/customers/me",
+        "/admin/products",
+        "/auth/session",
+        "/hooks/payment/stripe",
+    ] {
         let (s, ..) = get(&c, edge.at(path), &[]).await;
         assert_eq!(s, "BYPASS", "{path}");
     }
@@ -724,12 +774,24 @@ async fn cache_bypass_for_credentials_sessions_and_private_routes() {
 async fn cache_never_stores_set_cookie_private_or_errors() {
     let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
     let c = client();
-    for q in ["set_cookie=1", "cache_control=private", "cache_control=no-store", "status=500", "status=403"] {
+    for q in [
+        "set_cookie=1",
+        "cache_control=private",
+        "cache_control=no-store",
+        "status=500",
+        "status=403",
+    ] {
         for _ in 0..2 {
             let (s, ..) = get(&c, edge.at(&format!("/store/regions?{q}")), &[]).await;
             assert_eq!(s, "MISS", "{q}");
         }
-        assert_eq!(edge.medusa.requests_to(&format!("/store/regions?{q}")).len(), 2, "{q} must not be stored");
+        assert_eq!(
+            edge.medusa
+                .requests_to(&format!("/store/regions?{q}"))
+                .len(),
+            2,
+            "{q} must not be stored"
+        );
     }
     // Short negative caching of 404.
     let (s, st, ..) = get(&c, edge.at("/store/regions?status=404"), &[]).await;
@@ -741,14 +803,20 @@ async fn cache_never_stores_set_cookie_private_or_errors() {
 
 #[tokio::test]
 async fn cache_stale_while_revalidate_and_conditional_revalidation() {
-    let opts = EdgeOptions { kv: map(&[("config", &short_cache_config(1, 30, 0))]), ..Default::default() };
+    let opts = EdgeOptions {
+        kv: map(&[("config", &short_cache_config(1, 30, 0))]),
+        ..Default::default()
+    };
     let edge = Edge::start(opts).await.expect("edge");
     let c = client();
     assert_eq!(get(&c, edge.at("/store/regions"), &[]).await.0, "MISS");
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
     let (s, _, body, _) = get(&c, edge.at("/store/regions"), &[]).await;
     assert_eq!(s, "STALE");
-    assert!(body.contains("\"served\":1"), "the stale copy is served: {body}");
+    assert!(
+        body.contains("\"served\":1"),
+        "the stale copy is served: {body}"
+    );
     // The background refresh reached the origin and stored a fresh copy.
     let mut refreshed = false;
     for _ in 0..50 {
@@ -758,7 +826,10 @@ async fn cache_stale_while_revalidate_and_conditional_revalidation() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(refreshed, "stale-while-revalidate refreshes in the background");
+    assert!(
+        refreshed,
+        "stale-while-revalidate refreshes in the background"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (s, _, body, _) = get(&c, edge.at("/store/regions"), &[]).await;
     assert_eq!(s, "HIT");
@@ -767,7 +838,10 @@ async fn cache_stale_while_revalidate_and_conditional_revalidation() {
 
     // Expired beyond the stale windows, with an ETag: a conditional request
     // and a 304 from the origin give REVALIDATED.
-    let opts = EdgeOptions { kv: map(&[("config", &short_cache_config(1, 0, 0))]), ..Default::default() };
+    let opts = EdgeOptions {
+        kv: map(&[("config", &short_cache_config(1, 0, 0))]),
+        ..Default::default()
+    };
     let edge = Edge::start(opts).await.expect("edge");
     assert_eq!(get(&c, edge.at("/store/products"), &[]).await.0, "MISS");
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
@@ -783,7 +857,10 @@ async fn cache_stale_while_revalidate_and_conditional_revalidation() {
 
 #[tokio::test]
 async fn cache_stale_if_error_with_the_origin_stopped() {
-    let opts = EdgeOptions { kv: map(&[("config", &short_cache_config(1, 0, 120))]), ..Default::default() };
+    let opts = EdgeOptions {
+        kv: map(&[("config", &short_cache_config(1, 0, 120))]),
+        ..Default::default()
+    };
     let mut edge = Edge::start(opts).await.expect("edge");
     let c = client();
     let (s, _, first, _) = get(&c, edge.at("/products/linen-shirt"), &[]).await;
@@ -793,7 +870,9 @@ async fn cache_stale_if_error_with_the_origin_stopped() {
     let (s, st, body, age) = get(&c, edge.at("/products/linen-shirt"), &[]).await;
     assert_eq!((s.as_str(), st), ("STALE", StatusCode::OK));
     assert_eq!(body, first);
-    assert!(age.and_then(|a| a.parse::<u64>().ok()).is_some_and(|a| a >= 1));
+    assert!(age
+        .and_then(|a| a.parse::<u64>().ok())
+        .is_some_and(|a| a >= 1));
     // Nothing stored for this one: the failure shows.
     let (s, st, ..) = get(&c, edge.at("/products/other"), &[]).await;
     assert_eq!((s.as_str(), st), ("MISS", StatusCode::BAD_GATEWAY));
@@ -802,7 +881,10 @@ async fn cache_stale_if_error_with_the_origin_stopped() {
 
 #[tokio::test]
 async fn cache_purge_needs_the_token_and_bumps_the_generation() {
-    let opts = EdgeOptions { secrets: map(&[("EDGE_PURGE_TOKEN", "purge-token-123")]), ..Default::default() };
+    let opts = EdgeOptions {
+        secrets: map(&[("EDGE_PURGE_TOKEN", "purge-token-123")]),
+        ..Default::default()
+    };
     let edge = Edge::start(opts).await.expect("edge");
     let c = client();
     for path in ["/store/products", "/products/linen-shirt"] {
@@ -829,14 +911,34 @@ async fn cache_purge_needs_the_token_and_bumps_the_generation() {
         .expect("purge");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(get(&c, edge.at("/store/products"), &[]).await.0, "MISS");
-    assert_eq!(get(&c, edge.at("/products/linen-shirt"), &[]).await.0, "HIT");
+    assert_eq!(
+        get(&c, edge.at("/products/linen-shirt"), &[]).await.0,
+        "HIT"
+    );
     // Purge everything.
-    let r = c.post(edge.at("/__edge/purge")).header("authorization", "Bearer purge-token-123").send().await.expect("purge");
+    let r = c
+        .post(edge.at("/__edge/purge"))
+        .header("authorization", "Bearer purge-token-123")
+        .send()
+        .await
+        .expect("purge");
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(get(&c, edge.at("/products/linen-shirt"), &[]).await.0, "MISS");
-    let bad = c.post(edge.at("/__edge/purge")).header("authorization", "Bearer purge-token-123").body("{not json").send().await.expect("purge");
+    assert_eq!(
+        get(&c, edge.at("/products/linen-shirt"), &[]).await.0,
+        "MISS"
+    );
+    let bad = c
+        .post(edge.at("/__edge/purge"))
+        .header("authorization", "Bearer purge-token-123")
+        .body("{not json")
+        .send()
+        .await
+        .expect("purge");
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert!(!edge.worker_logs().contains("purge-token-123"), "the purge token is never logged");
+    assert!(
+        !edge.worker_logs().contains("purge-token-123"),
+        "the purge token is never logged"
+    );
     edge.shutdown().await;
 }
 
@@ -844,20 +946,182 @@ async fn cache_purge_needs_the_token_and_bumps_the_generation() {
 async fn cache_poisoning_headers_change_nothing() {
     let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
     let c = client();
-    let evil = [
+    // An unkeyed header on the request that fills the cache does not reach
+    // the origin, so it cannot shape the stored copy.
+    let (s, _, first, _) = get(
+        &c,
+        edge.at("/store/regions?x=1"),
+        &[("x-forwarded-host", "evil.example")],
+    )
+    .await;
+    assert_eq!(s, "MISS");
+    assert!(
+        !first.contains("evil.example"),
+        "X-Forwarded-Host reached the origin: {first}"
+    );
+    // Override headers are either refused by the WAF or dropped before the
+    // origin; either way they never create or change a stored copy.
+    for (name, value) in [
         ("x-forwarded-host", "evil.example"),
         ("x-original-url", "/admin/users"),
         ("x-rewrite-url", "/admin/users"),
         ("x-http-method-override", "DELETE"),
-    ];
-    let (s, _, poisoned, _) = get(&c, edge.at("/store/regions?x=1"), &evil).await;
-    assert_eq!(s, "MISS");
-    for needle in ["evil.example", "/admin/users", "DELETE"] {
-        assert!(!poisoned.contains(needle), "{needle} reached the origin: {poisoned}");
+    ] {
+        let (s, status, body, _) = get(&c, edge.at("/store/regions?x=1"), &[(name, value)]).await;
+        match status {
+            StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                assert_eq!(
+                    s, "none",
+                    "{name}: a blocked request never touches the cache"
+                )
+            }
+            StatusCode::OK => {
+                assert_eq!(s, "HIT", "{name} must not create another cache entry");
+                assert_eq!(body, first);
+            }
+            other => panic!("{name}: unexpected {other}"),
+        }
     }
     let (s, _, clean, _) = get(&c, edge.at("/store/regions?x=1"), &[]).await;
-    assert_eq!(s, "HIT", "the unkeyed headers did not create another entry");
-    assert_eq!(clean, poisoned);
+    assert_eq!(s, "HIT");
+    assert_eq!(clean, first);
     assert_eq!(edge.medusa.requests_to("/store/regions").len(), 1);
+    edge.shutdown().await;
+
+    // With the WAF's restricted-header rule relaxed, the override headers are
+    // still stripped before the origin (defence in depth).
+    let mut cfg = edge_worker::active::ActiveConfig::builtin()
+        .expect("builtin")
+        .config;
+    cfg.waf.restricted_headers.clear();
+    let opts = EdgeOptions {
+        kv: map(&[("config", &serde_json::to_string(&cfg).expect("json"))]),
+        ..Default::default()
+    };
+    let edge = Edge::start(opts).await.expect("edge");
+    let evil = [
+        ("x-original-url", "/admin/users"),
+        ("x-rewrite-url", "/admin/users"),
+        ("x-http-method-override", "DELETE"),
+    ];
+    let (s, status, body, _) = get(&c, edge.at("/store/regions?y=1"), &evil).await;
+    assert_eq!((s.as_str(), status), ("MISS", StatusCode::OK));
+    for needle in ["/admin/users", "DELETE"] {
+        assert!(
+            !body.contains(needle),
+            "{needle} reached the origin: {body}"
+        );
+    }
+    assert_eq!(get(&c, edge.at("/store/regions?y=1"), &[]).await.0, "HIT");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn waf_blocks_attacks_with_the_request_id_and_logs_each_decision() {
+    let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
+    let c = client();
+    // SQL injection on an API route: JSON 403 with the request id.
+    let r = c
+        .get(edge.at("/store/products?q=1%27%20OR%201%3D1--"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let rid = r.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["request_id"], rid.as_str());
+    // XSS on a page: HTML 403.
+    let r = c
+        .get(edge.at("/products/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/html"));
+    // An attack in a JSON body.
+    let r = c
+        .post(edge.at("/store/carts"))
+        .header("content-type", "application/json")
+        .body(r#"{"email":"a@b.c","note":"x' UNION SELECT password FROM users--"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // None of them reached an origin.
+    assert!(
+        edge.medusa.requests().is_empty(),
+        "{:?}",
+        edge.medusa.requests()
+    );
+    assert!(edge.storefront.requests().is_empty());
+    // A benign cart with apostrophes and an HTML product description pass
+    // (the admin description field is excluded from XSS rules).
+    let r = c
+        .post(edge.at("/store/carts"))
+        .header("content-type", "application/json")
+        .body(r#"{"email":"o'brien@example.ie","shipping_address":{"address_1":"12 O'Connell St #4 & Co"}}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .post(edge.at("/admin/products"))
+        .header("content-type", "application/json")
+        .body(r#"{"title":"Linen shirt","description":"<p>Soft <strong>linen</strong>, <em>breathable</em>.</p><ul><li>100% linen</li></ul>"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    // The forwarded body is intact.
+    let seen = edge.medusa.requests_to("/store/carts");
+    assert_eq!(seen.len(), 1);
+    // Every blocking decision was logged as one JSON line naming the rules.
+    let logs = edge.worker_logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v["event"] == "waf")
+        .collect();
+    let blocked: Vec<&Value> = lines.iter().filter(|v| v["action"] == "block").collect();
+    assert_eq!(blocked.len(), 3, "{logs}");
+    assert!(blocked
+        .iter()
+        .all(|v| v["rules"].as_array().is_some_and(|r| !r.is_empty())));
+    assert!(blocked.iter().any(|v| v["request_id"] == rid.as_str()));
+    assert!(
+        !logs.contains("UNION SELECT"),
+        "log lines never carry request values"
+    );
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn waf_log_only_mode_from_a_config_override() {
+    let mut cfg = edge_worker::active::ActiveConfig::builtin()
+        .expect("builtin")
+        .config;
+    cfg.waf.default_mode = edge_waf::Mode::LogOnly;
+    let opts = EdgeOptions {
+        kv: map(&[("config", &serde_json::to_string(&cfg).expect("json"))]),
+        ..Default::default()
+    };
+    let edge = Edge::start(opts).await.expect("edge");
+    let r = client()
+        .get(edge.at("/store/echo?q=1%27%20OR%201%3D1--"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK, "log-only never blocks");
+    let logs = edge.worker_logs();
+    assert!(
+        logs.contains("\"event\":\"waf\"") && logs.contains("\"mode\":\"log-only\""),
+        "{logs}"
+    );
     edge.shutdown().await;
 }

@@ -1255,3 +1255,55 @@ fn openapi_validator_flags_wrong_requests_and_responses() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].contains("labelselector"));
 }
+
+/// The `tunnel` and `secrets` groups of the tunnel crate are wired into the
+/// provisioner CLI: paths resolve against the working directory, output and
+/// exit codes come back through `provisioner::run`.
+#[tokio::test]
+async fn tunnel_and_secrets_groups_run_through_the_provisioner_cli() {
+    let root = shopedge_tests::shared_data::repo_root();
+    let spec = std::fs::read_to_string(root.join("infra/apps/cloudflared/tunnel.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cf = dir.path().join("infra/apps/cloudflared");
+    std::fs::create_dir_all(&cf).unwrap();
+    std::fs::write(cf.join("tunnel.toml"), spec).unwrap();
+    let run = |args: &[&str]| {
+        let argv: Vec<String> = std::iter::once("provisioner")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        let (out, err) = (Capture::default(), Capture::default());
+        let env = Env::empty(dir.path());
+        async move {
+            let code = provisioner::run(argv, env, out.sink(), err.sink()).await;
+            (code, out.text(), err.text())
+        }
+    };
+    // A stale (missing) render fails the check and names the fix.
+    let (code, _, err) = run(&["tunnel", "render-manifests", "--check"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error:"), "{err}");
+    let (code, _, err) = run(&["tunnel", "render-manifests"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(cf.join("deployment.yaml").is_file());
+    let (code, _, err) = run(&["tunnel", "render-manifests", "--check"]).await;
+    assert_eq!(code, 0, "{err}");
+    // The committed manifests of this repository are up to date.
+    let (out, err) = (Capture::default(), Capture::default());
+    let args = ["provisioner", "tunnel", "render-manifests", "--check"].map(String::from);
+    let code = provisioner::run(args.to_vec(), Env::empty(&root), out.sink(), err.sink()).await;
+    assert_eq!(code, 0, "{}", err.text());
+    // Tampering is detected.
+    let dep = cf.join("deployment.yaml");
+    let text = std::fs::read_to_string(&dep).unwrap();
+    std::fs::write(&dep, text.replace("replicas: 2", "replicas: 1")).unwrap();
+    let (code, _, err) = run(&["tunnel", "render-manifests", "--check"]).await;
+    assert_eq!(code, 1, "{err}");
+    // `secrets` is reachable too: an unknown environment name is refused by the group.
+    let (code, _, err) = run(&["secrets", "list", "--env", "Bad Env"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error:"), "{err}");
+    // clap usage errors of the group come back as exit code 2.
+    let (code, _, _) = run(&["tunnel", "no-such-command"]).await;
+    assert_eq!(code, 2);
+}

@@ -291,6 +291,10 @@ pub static RULES: &[RuleDef] = &[
             "column_name",
             "user_name",
             "suser_sname",
+            "tempdb",
+            "msdb",
+            "northwind",
+            "adventureworks",
         ]),
     },
     RuleDef {
@@ -302,7 +306,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "SQL function call without space",
         pat: Re(
-            r"(?:^|[\s(,=+\-'\x22`|&;])(?:abs|acos|asin|atan2?|avg|bin|bit_\w+|cast|ceil(?:ing)?|char|char_length|charindex|chr|coalesce|compress|concat|conv|convert|cos|cot|crc32|curdate|current_\w+|curtime|date|date_\w+|dateadd|datediff|day\w*|decode|degrees|des_\w+|elt|encode|encrypt|exp|export_set|extract|extractvalue|field|find_in_set|floor|format|from_\w+|get_lock|greatest|group_concat|hex|ifnull|inet_\w+|insert|instr|isnull|last_insert_id|lcase|least|left|length|ln|load_file|locate|log\d*|lower|lpad|ltrim|make_set|master_pos_wait|max|md5|mid|min|mod|month\w*|now|nullif|oct|octet_length|old_password|ord|password|pi|position|pow(?:er)?|quote|radians|rand|release_lock|repeat|replace|reverse|right|round|rpad|rtrim|schema|sec_to_time|sha[12]?|sign|sin|sleep|soundex|space|sqrt|std\w*|str_to_date|strcmp|subdate|substr|substring\w*|sum|sysdate|tan|time\w*|to_\w+|trim|truncate|ucase|uncompress\w*|unhex|upper|user|utc_\w+|uuid\w*|var_\w+|variance|version|week\w*|xmltype|year\w*|json_\w+|jsonb_\w+|pg_\w+|nvl|decode|listagg|regexp_\w+|sqlite_\w+|randomblob|zeroblob|glob|likelihood|unicode|typeof|iif|char_length)\(",
+            r"(?:^|[\s(,=+\-'\x22`|&;])(?:abs|acos|asin|atan2?|avg|bin|bit_\w+|cast|ceil(?:ing)?|char|char_length|charindex|chr|coalesce|compress|concat|conv|convert|cos|cot|crc32|curdate|current_\w+|curtime|date|date_\w+|dateadd|datediff|day\w*|decode|degrees|des_\w+|elt|encode|encrypt|exp|export_set|extract|extractvalue|field|find_in_set|floor|format|from_\w+|get_lock|greatest|group_concat|hex|ifnull|inet_\w+|insert|instr|isnull|last_insert_id|lcase|least|left|length|ln|load_file|locate|log\d*|lower|lpad|ltrim|make_set|master_pos_wait|max|md5|mid|min|mod|month\w*|now|nullif|oct|octet_length|old_password|ord|password|pi|position|pow(?:er)?|quote|radians|rand|release_lock|repeat|replace|reverse|right|round|rpad|rtrim|schema|sec_to_time|sha[12]?|sign|sin|sleep|soundex|space|sqrt|std\w*|str_to_date|strcmp|subdate|substr|substring\w*|sum|sysdate|tan|time\w*|to_\w+|trim|truncate|ucase|uncompress\w*|unhex|upper|user|utc_\w+|uuid\w*|var_\w+|variance|version|week\w*|xmltype|year\w*|json_\w+|jsonb_\w+|pg_\w+|nvl|decode|listagg|regexp_\w+|sqlite_\w+|randomblob|zeroblob|glob|likelihood|unicode|typeof|iif|char_length|div|unistr|similar)\s?\(",
             &["("],
         ),
     },
@@ -315,10 +319,11 @@ pub static RULES: &[RuleDef] = &[
         form: Compact,
         desc: "SQL clause fragment",
         pat: Re(
-            r#"(?:^|['"`)(]\s*)(?:order|group)\s+by\b|\bas\s+['"`]?\w+['"`]?\s+from\b|from\s+`[^`]+`\s*\.\s*`|\)\s*as\s+\w+\s+from\b|^\s*(?:and|or|xor|div|&&|\|\|)\s+[\w'"(@-]+\s*(?:=|<|>|!=|<>|\blike\b|\bis\b)|=\s*(?:and|or|xor)\s+[\w'"(@-]+\s*(?:=|<|>)|['"`]\s*(?:is|not|like|glob|rlike|regexp|sounds|between)\b|(?:['"]\s*,\s*){2,}['"]|::\s*(?:jsonb?|int|integer|text|varchar|bigint|regclass|oid)\b|['"]\s*(?:<@|@>|\?\||\?&|#>>?)\s*['"]|\bfrom\s+\w+\s+(?:where|limit|order|group|having|union)\b|\bwhere\s+[\w.`]+\s*(?:=|<|>|\blike\b)\s*['"\d(]|\blimit\s+\d+\s*,\s*\d+|\boffset\s+\d+\s+rows\b|\w'(?:or|and|xor|div|like)'\w|'\s*(?:[-+*/%|><=^&]|mod\b|div\b)\s*\w+\s*(?:--|#)|\bdrop\s+\w+\s*;|^(?:https?|ftps?|file)\?+$"#,
+            r#"(?:^|['"`)(]\s*)(?:order|group)\s+by\b|\bas\s+['"`]?\w+['"`]?\s+from\b|from\s+`[^`]+`\s*\.\s*`|\)\s*as\s+\w+\s+from\b|^\s*(?:and|or|xor|div|&&|\|\|)\s+[\w'"(@-]+\s*(?:=|<|>|!=|<>|\blike\b|\bis\b)|=\s*(?:and|or|xor)\s+[\w'"(@-]+\s*(?:=|<|>)|['"`]\s*(?:is|not|like|glob|rlike|regexp|sounds|between)\b|(?:['"]\s*,\s*){2,}['"]|::\s*(?:jsonb?|int|integer|text|varchar|bigint|regclass|oid|bool|boolean|numeric|float|double|real|date|timestamp)\b|['"]\s*(?:<@|@>|\?\||\?&|#>>?)\s*['"]|\bfrom\s+\w+\s+(?:where|limit|order|group|having|union)\b|\bwhere\s+[\w.`]+\s*(?:=|<|>|\blike\b)\s*['"\d(]|\blimit\s+\d+\s*,\s*\d+|\boffset\s+\d+\s+rows\b|\w'(?:or|and|xor|div|like)'\w|'\s*(?:[-+*/%|><=^&]|mod\b|div\b)\s*\w+\s*(?:--|#)|\bdrop\s+\w+\s*;|^(?:https?|ftps?|file)\?+$|^\s*(?:['"]\s*){1,2},\s*(?:['"]\s*['"]?\s*,\s*)*\d+\s*$|['"]\s*(?:alter|drop|create|truncate|insert|delete|update|exec|execute|declare|shutdown|grant|revoke)\s|\bexcept\s+(?:select|values)\b|\bvalues\s*\(\s*['"\d]|\d+\s*(?:<=>|!=)\s*\d+|\d+\s+like\s+\d+|\|\|\s*\(\s*null\b"#,
             &[
                 "order", "group", "as", "from", "`", ")", "and", "or", "xor", "div", "&&", "||",
-                "=", "'", "\"", "::", "<@", "@>", "where", "limit", "offset",
+                "=", "'", "\"", "::", "<@", "@>", "where", "limit", "offset", "?", "except",
+                "values", "like", "drop",
             ],
         ),
     },

@@ -1,5 +1,8 @@
 //! Hand-written matchers for what regexes express badly.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use base64::Engine as _;
 
 /// Remove shell quoting and escaping tricks so `c'a't`, `c\at`, `c$@at`,
@@ -295,7 +298,8 @@ pub fn ssrf_target(text: &str) -> bool {
 /// A command word at the start of a value, or after a shell separator,
 /// followed by something that makes it a command line. `words` must be
 /// lowercase. `bare` words also match on their own.
-fn command_at(text: &str, words: &[&str], bare: &[&str]) -> bool {
+fn command_at(text: &str, sets: &Sets) -> bool {
+    let (bare, words) = (&sets.bare, &sets.words);
     let b = text.as_bytes();
     let mut starts: Vec<usize> = vec![0];
     for (i, &c) in b.iter().enumerate() {
@@ -372,7 +376,7 @@ fn command_at(text: &str, words: &[&str], bare: &[&str]) -> bool {
             _ => word,
         };
         let after = &rest[wend..];
-        let ambiguous = words.contains(&word) || AMBIGUOUS.contains(&word);
+        let ambiguous = words.contains(&word) || sets.ambiguous.contains(&word);
         if !ambiguous && bare.contains(&word) {
             let a = after.trim_start();
             // At the very start of a value a lone word may be a name
@@ -380,7 +384,7 @@ fn command_at(text: &str, words: &[&str], bare: &[&str]) -> bool {
             // unmistakable command there. After a shell separator, any use.
             let at_start = start == 0;
             if after.is_empty() {
-                if !at_start || STRICT.contains(&word) {
+                if !at_start || sets.strict.contains(&word) {
                     return true;
                 }
             } else if after.starts_with([';', '|', '&', '<', '>', '`', ')', '$', '\n']) {
@@ -391,7 +395,7 @@ fn command_at(text: &str, words: &[&str], bare: &[&str]) -> bool {
                         return true;
                     }
                 } else if a.is_empty() {
-                    if STRICT.contains(&word) {
+                    if sets.strict.contains(&word) {
                         return true;
                     }
                 } else if a.starts_with([
@@ -400,7 +404,7 @@ fn command_at(text: &str, words: &[&str], bare: &[&str]) -> bool {
                     || a.split_whitespace()
                         .next()
                         .is_some_and(|t| t.contains('.') || t.contains("://"))
-                    || STRICT.contains(&word)
+                    || sets.strict.contains(&word)
                 {
                     return true;
                 }
@@ -1056,8 +1060,25 @@ const UNIX_WORDS: &[&str] = &[
 
 pub const UNIX_KEYWORDS: &[&[&str]] = &[UNIX_BARE, UNIX_WORDS];
 
+struct Sets {
+    bare: HashSet<&'static str>,
+    words: HashSet<&'static str>,
+    ambiguous: HashSet<&'static str>,
+    strict: HashSet<&'static str>,
+}
+
+fn sets() -> &'static Sets {
+    static SETS: OnceLock<Sets> = OnceLock::new();
+    SETS.get_or_init(|| Sets {
+        bare: UNIX_BARE.iter().copied().collect(),
+        words: UNIX_WORDS.iter().copied().collect(),
+        ambiguous: AMBIGUOUS.iter().copied().collect(),
+        strict: STRICT.iter().copied().collect(),
+    })
+}
+
 pub fn unix_command(shell: &str) -> bool {
-    command_at(shell, UNIX_WORDS, UNIX_BARE)
+    command_at(shell, sets())
 }
 
 /// A path segment naming a dotfile or dot-directory (`/.git/`, `/.env`,

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -86,7 +86,7 @@ pub struct Edge {
     pub storefront: Origin,
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// The worker's stderr (console output), collected by a task.
     pub logs: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -145,11 +145,35 @@ impl Edge {
             });
         }
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let mut stdout = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(std::time::Duration::from_secs(60), stdout.next_line())
+        let stdout_pipe = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        // Protocol lines (prefixed `MFHOST `) go to the channel; the rest of
+        // stdout is the worker's console output and goes to the logs. Read
+        // continuously so the pipe never fills.
+        let (tx, mut stdout) = tokio::sync::mpsc::unbounded_channel::<String>();
+        {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout_pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    match line.strip_prefix("MFHOST ") {
+                        Some(rest) => {
+                            if tx.send(rest.to_string()).is_err() {
+                                break;
+                            }
+                        }
+                        None => {
+                            if let Ok(mut l) = logs.lock() {
+                                l.push_str(&line);
+                                l.push('\n');
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let first = tokio::time::timeout(std::time::Duration::from_secs(60), stdout.recv())
             .await
-            .map_err(|_| anyhow!("miniflare did not start within 60 s"))??;
+            .map_err(|_| anyhow!("miniflare did not start within 60 s"))?;
         let Some(first) = first else {
             let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
             bail!("miniflare exited before it was ready:\n{logs}");
@@ -185,8 +209,8 @@ impl Edge {
         stdin.flush().await?;
         let line = self
             .stdout
-            .next_line()
-            .await?
+            .recv()
+            .await
             .ok_or_else(|| anyhow!("miniflare exited"))?;
         let v: serde_json::Value = serde_json::from_str(&line)?;
         if v["ok"] != json!(true) {

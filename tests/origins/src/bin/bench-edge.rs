@@ -121,7 +121,10 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
-    let path = "/store/products";
+    // Not cacheable (no cache rule): every request goes through to the origin,
+    // so (b) and (c) do the same work. A cached path is measured separately.
+    let path = "/store/echo";
+    let cached_path = "/store/products";
 
     // Production-like: the KV override is re-read every 30 s, not per request.
     let rust = Edge::start(EdgeOptions {
