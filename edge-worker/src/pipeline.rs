@@ -79,6 +79,9 @@ impl Layer for WafLayer {
         "waf"
     }
     fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+        if !cx.active.config.waf.enabled {
+            return Flow::Continue;
+        }
         let headers: Vec<(String, String)> = req
             .headers
             .iter()

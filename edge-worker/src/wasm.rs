@@ -78,17 +78,29 @@ fn secret(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+thread_local! {
+    static TTL_MS: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// `EDGE_CONFIG_TTL_SECONDS` in milliseconds (vars are fixed per deployment,
+/// so it is read once per isolate).
+fn override_ttl_ms(env: &Env) -> f64 {
+    if let Some(ms) = TTL_MS.with(|t| t.get()) {
+        return ms;
+    }
+    let ms = var(env, OVERRIDE_TTL_VAR)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(DEFAULT_OVERRIDE_TTL_SECONDS)
+        * 1000.0;
+    TTL_MS.with(|t| t.set(Some(ms)));
+    ms
+}
+
 /// The configuration in force: the KV override when valid, re-read at most
 /// every `EDGE_CONFIG_TTL_SECONDS`; the built-in one otherwise.
 async fn active_config(env: &Env) -> Result<Rc<ActiveConfig>> {
     let builtin = builtin()?;
-    let Ok(kv) = env.kv(OVERRIDE_KV) else {
-        return Ok(builtin);
-    };
-    let ttl_ms = var(env, OVERRIDE_TTL_VAR)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(DEFAULT_OVERRIDE_TTL_SECONDS)
-        * 1000.0;
+    let ttl_ms = override_ttl_ms(env);
     let now = date_now();
     let cached = CURRENT.with(|c| {
         c.borrow()
@@ -99,6 +111,9 @@ async fn active_config(env: &Env) -> Result<Rc<ActiveConfig>> {
     if let Some(active) = cached {
         return Ok(active);
     }
+    let Ok(kv) = env.kv(OVERRIDE_KV) else {
+        return Ok(builtin);
+    };
     let text = match kv.get(OVERRIDE_KEY).text().await {
         Ok(t) => t,
         Err(e) => {
@@ -348,10 +363,19 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
         Outcome::Respond(s) => return synthetic_response(&s, head_only),
         Outcome::Forward(up) => up,
     };
-    let generations = generations(&env).await;
-    let generation = cache::generation_for(&generations, &head.path);
+    // Purge generations are read only for cacheable requests.
+    let cacheable = !up.websocket
+        && matches!(
+            cache::lookup(&active.config.cache, &head, &up.upstream, 0),
+            Lookup::Cache { .. }
+        );
+    let generation = if cacheable {
+        cache::generation_for(&generations(&env).await, &head.path)
+    } else {
+        0
+    };
     let (key, rule) = match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
-        Lookup::Cache { key, rule } if !up.websocket => (key, rule.clone()),
+        Lookup::Cache { key, rule } if cacheable => (key, rule.clone()),
         _ => {
             let origin = fetch_upstream(&env, sys, body_bytes.as_ref(), &method, &up).await;
             return finish(&pipeline, &cx, &head, origin, "BYPASS", None, head_only);
@@ -474,13 +498,7 @@ thread_local! {
 
 /// The purge generations, cached like the config override.
 async fn generations(env: &Env) -> Generations {
-    let Ok(kv) = env.kv(OVERRIDE_KV) else {
-        return Generations::default();
-    };
-    let ttl_ms = var(env, OVERRIDE_TTL_VAR)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(DEFAULT_OVERRIDE_TTL_SECONDS)
-        * 1000.0;
+    let ttl_ms = override_ttl_ms(env);
     let now = date_now();
     if let Some(g) = GENERATIONS.with(|g| {
         g.borrow()
@@ -490,6 +508,9 @@ async fn generations(env: &Env) -> Generations {
     }) {
         return g;
     }
+    let Ok(kv) = env.kv(OVERRIDE_KV) else {
+        return Generations::default();
+    };
     let g = kv
         .get(GENERATIONS_KEY)
         .text()
