@@ -420,15 +420,14 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
                     head_only,
                 );
             }
-            Freshness::StaleIfError => {
+            freshness @ (Freshness::StaleIfError | Freshness::Expired) => {
+                // Ask the origin, conditionally on the stored validators; within
+                // the stale-if-error window a failure serves the stored copy.
                 let origin =
                     fetch_upstream(&env, sys, None, "GET", &conditional(&up, &stored_headers))
                         .await;
-                let failed = match &origin {
-                    Err(_) => true,
-                    Ok(r) => r.status() >= 500,
-                };
-                if failed {
+                let failed = origin.as_ref().map_or(true, |r| r.status() >= 500);
+                if failed && freshness == Freshness::StaleIfError {
                     return serve_stored(
                         &pipeline,
                         &cx,
@@ -440,25 +439,6 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
                         head_only,
                     );
                 }
-                return revalidated_or_miss(
-                    &pipeline,
-                    &cx,
-                    &head,
-                    origin,
-                    &sys_stored,
-                    &stored_headers,
-                    &active,
-                    &rule,
-                    &key,
-                    &ctx,
-                    now,
-                    head_only,
-                );
-            }
-            Freshness::Expired => {
-                let origin =
-                    fetch_upstream(&env, sys, None, "GET", &conditional(&up, &stored_headers))
-                        .await;
                 return revalidated_or_miss(
                     &pipeline,
                     &cx,
@@ -646,33 +626,54 @@ struct StorePlan<'a> {
     now: u64,
 }
 
-/// Stores a copy of `origin` (its body teed) in the background, if allowed.
-fn store_copy(plan: &StorePlan<'_>, origin: &web_sys::Response, head: &ResponseHead) -> Result<()> {
-    let Some(ttl) = cache::store_ttl(plan.cfg, plan.rule, head) else {
-        return Ok(());
+/// The copy of a response to put in the cache: its headers plus when it was
+/// stored and its freshness lifetime, kept by the Cache API through the stale
+/// windows. `None` when the response must not be stored.
+fn cache_copy(
+    cfg: &crate::config::CacheConfig,
+    rule: &crate::config::CacheRule,
+    head: &ResponseHead,
+    body: Option<web_sys::ReadableStream>,
+    now: u64,
+) -> Result<Option<web_sys::Response>> {
+    let Some(ttl) = cache::store_ttl(cfg, rule, head) else {
+        return Ok(None);
     };
-    let copy = origin.clone()?;
-    let mut headers = head.clone().headers;
-    headers.set(cache::STORED_AT, plan.now.to_string());
+    let mut headers = head.headers.clone();
+    headers.set(cache::STORED_AT, now.to_string());
     headers.set(cache::STORED_TTL, ttl.to_string());
     headers.set(
         "cache-control",
-        format!("public, max-age={}", cache::storage_seconds(plan.rule, ttl)),
+        format!("public, max-age={}", cache::storage_seconds(rule, ttl)),
     );
     let init = web_sys::ResponseInit::new();
     init.set_status(head.status);
     init.set_headers(&headers_to_sys(&headers)?.into());
-    let body = copy.body();
-    let stored = web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?;
-    let key = plan.key.to_string();
-    plan.ctx.wait_until(async move {
-        if let Err(e) = worker::Cache::default()
-            .put(key.as_str(), Response::from(stored))
-            .await
-        {
-            log_json("warn", "cache_put_failed", &e.to_string());
-        }
-    });
+    Ok(Some(
+        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?,
+    ))
+}
+
+async fn cache_put(key: &str, copy: web_sys::Response) {
+    if let Err(e) = worker::Cache::default()
+        .put(key, Response::from(copy))
+        .await
+    {
+        log_json("warn", "cache_put_failed", &e.to_string());
+    }
+}
+
+/// Stores a copy of `origin` (its body teed) in the background, if allowed.
+fn store_copy(plan: &StorePlan<'_>, origin: &web_sys::Response, head: &ResponseHead) -> Result<()> {
+    if cache::store_ttl(plan.cfg, plan.rule, head).is_none() {
+        return Ok(());
+    }
+    let body = origin.clone()?.body();
+    if let Some(copy) = cache_copy(plan.cfg, plan.rule, head, body, plan.now)? {
+        let key = plan.key.to_string();
+        plan.ctx
+            .wait_until(async move { cache_put(&key, copy).await });
+    }
     Ok(())
 }
 
@@ -684,39 +685,19 @@ async fn refresh(
     rule: &crate::config::CacheRule,
     key: &str,
 ) {
-    let Ok(init_req) = web_sys::Request::new_with_str("https://refresh.invalid/") else {
+    let Ok(no_body) = web_sys::Request::new_with_str("https://refresh.invalid/") else {
         return;
     };
-    let Ok(origin) = fetch_upstream(env, &init_req, None, "GET", up).await else {
+    let Ok(origin) = fetch_upstream(env, &no_body, None, "GET", up).await else {
         return;
     };
     let head = ResponseHead {
         status: origin.status(),
         headers: headers_from_sys(&origin.headers()),
     };
-    let Some(ttl) = cache::store_ttl(cfg, rule, &head) else {
-        return;
-    };
-    let mut headers = head.headers.clone();
-    headers.set(cache::STORED_AT, ((date_now() / 1000.0) as u64).to_string());
-    headers.set(cache::STORED_TTL, ttl.to_string());
-    headers.set(
-        "cache-control",
-        format!("public, max-age={}", cache::storage_seconds(rule, ttl)),
-    );
-    let init = web_sys::ResponseInit::new();
-    init.set_status(head.status);
-    let Ok(h) = headers_to_sys(&headers) else {
-        return;
-    };
-    init.set_headers(&h.into());
-    let body = origin.body();
-    if let Ok(stored) =
-        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)
-    {
-        let _ = worker::Cache::default()
-            .put(key, Response::from(stored))
-            .await;
+    let now = (date_now() / 1000.0) as u64;
+    if let Ok(Some(copy)) = cache_copy(cfg, rule, &head, origin.body(), now) {
+        cache_put(key, copy).await;
     }
 }
 
