@@ -64,36 +64,42 @@ fn builtin() -> Result<Rc<ActiveConfig>> {
     Ok(b)
 }
 
+thread_local! {
+    /// Vars and secrets looked up so far. They are fixed for the life of an
+    /// isolate (a new deployment or secret starts new isolates), and a missing
+    /// binding is costly to look up (the runtime builds an error), so each is
+    /// read once.
+    static BINDINGS: RefCell<std::collections::HashMap<String, Option<String>>> =
+        RefCell::new(std::collections::HashMap::new());
+}
+
+fn memoized(key: String, read: impl FnOnce() -> Option<String>) -> Option<String> {
+    if let Some(v) = BINDINGS.with(|b| b.borrow().get(&key).cloned()) {
+        return v;
+    }
+    let v = read().filter(|v| !v.is_empty());
+    BINDINGS.with(|b| b.borrow_mut().insert(key, v.clone()));
+    v
+}
+
 fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .ok()
-        .map(|v| v.to_string())
-        .filter(|v| !v.is_empty())
+    memoized(format!("var:{name}"), || {
+        env.var(name).ok().map(|v| v.to_string())
+    })
 }
 
 fn secret(env: &Env, name: &str) -> Option<String> {
-    env.secret(name)
-        .ok()
-        .map(|v| v.to_string())
-        .filter(|v| !v.is_empty())
+    memoized(format!("secret:{name}"), || {
+        env.secret(name).ok().map(|v| v.to_string())
+    })
 }
 
-thread_local! {
-    static TTL_MS: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
-}
-
-/// `EDGE_CONFIG_TTL_SECONDS` in milliseconds (vars are fixed per deployment,
-/// so it is read once per isolate).
+/// `EDGE_CONFIG_TTL_SECONDS` in milliseconds.
 fn override_ttl_ms(env: &Env) -> f64 {
-    if let Some(ms) = TTL_MS.with(|t| t.get()) {
-        return ms;
-    }
-    let ms = var(env, OVERRIDE_TTL_VAR)
+    var(env, OVERRIDE_TTL_VAR)
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(DEFAULT_OVERRIDE_TTL_SECONDS)
-        * 1000.0;
-    TTL_MS.with(|t| t.set(Some(ms)));
-    ms
+        * 1000.0
 }
 
 /// The configuration in force: the KV override when valid, re-read at most
