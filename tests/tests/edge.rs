@@ -803,14 +803,16 @@ async fn cache_never_stores_set_cookie_private_or_errors() {
 
 #[tokio::test]
 async fn cache_stale_while_revalidate_and_conditional_revalidation() {
+    // Ages are whole seconds, so lifetimes leave at least a second of slack
+    // on either side of each expected state.
     let opts = EdgeOptions {
-        kv: map(&[("config", &short_cache_config(1, 30, 0))]),
+        kv: map(&[("config", &short_cache_config(3, 30, 0))]),
         ..Default::default()
     };
     let edge = Edge::start(opts).await.expect("edge");
     let c = client();
     assert_eq!(get(&c, edge.at("/store/regions"), &[]).await.0, "MISS");
-    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
     let (s, _, body, _) = get(&c, edge.at("/store/regions"), &[]).await;
     assert_eq!(s, "STALE");
     assert!(
@@ -839,12 +841,12 @@ async fn cache_stale_while_revalidate_and_conditional_revalidation() {
     // Expired beyond the stale windows, with an ETag: a conditional request
     // and a 304 from the origin give REVALIDATED.
     let opts = EdgeOptions {
-        kv: map(&[("config", &short_cache_config(1, 0, 0))]),
+        kv: map(&[("config", &short_cache_config(2, 0, 0))]),
         ..Default::default()
     };
     let edge = Edge::start(opts).await.expect("edge");
     assert_eq!(get(&c, edge.at("/store/products"), &[]).await.0, "MISS");
-    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
     let (s, st, body, _) = get(&c, edge.at("/store/products"), &[]).await;
     assert_eq!((s.as_str(), st), ("REVALIDATED", StatusCode::OK));
     assert!(body.contains("linen-shirt"));
