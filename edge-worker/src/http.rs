@@ -62,6 +62,11 @@ impl Headers {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The (lowercase name, value) pairs, without copying.
+    pub fn as_pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.0.len()

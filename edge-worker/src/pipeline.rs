@@ -82,16 +82,11 @@ impl Layer for WafLayer {
         if !cx.active.config.waf.enabled {
             return Flow::Continue;
         }
-        let headers: Vec<(String, String)> = req
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
         let uri = req.path_and_query();
         let view = edge_waf::RequestView {
             method: &req.method,
             uri: &uri,
-            headers: &headers,
+            headers: req.headers.as_pairs(),
             body: cx.inspection.body.as_deref(),
             body_len: cx.inspection.body_len,
             client_ip: req.client_ip,

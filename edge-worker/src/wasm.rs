@@ -778,14 +778,12 @@ fn revalidated_or_miss(
                     .put(key.as_str(), Response::from(again))
                     .await;
             });
-            let mut shown = fresh.clone();
-            shown.set(cache::STORED_AT, now.to_string());
             return serve_stored(
                 pipeline,
                 cx,
                 head,
                 &client_copy,
-                &shown,
+                &fresh,
                 now,
                 "REVALIDATED",
                 head_only,
