@@ -283,7 +283,11 @@ impl GeneratedUserData {
         cluster.cert_sans = g.cert_sans.clone();
         let patch_dir = root.join(&g.patch_dir);
         let render = |input: talos::NodeConfigInput| -> Result<String, UserDataError> {
-            let patches = talos::Patch::load_dir(&patch_dir, input.role)?;
+            let patches = talos::Patch::load_for_version(
+                &patch_dir,
+                input.role,
+                &input.cluster.talos_version,
+            )?;
             let yaml = talos::render_node_config(&input, &secrets, &patches, &schema)?;
             talos::check_user_data_size(input.role, &yaml)?;
             Ok(yaml)

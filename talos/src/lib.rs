@@ -2,9 +2,12 @@
 //! at rest, admin client configs and bootstrap over the Talos API.
 //!
 //! Defaults target Talos [`DEFAULT_TALOS_VERSION`] (`v1.13.9`, schema
-//! `../shared/talos-config-schema/v1.13.schema.json`). The v1.14 schema moves the
-//! kubelet/sysctl/cluster settings into separate document kinds; rendering for it
-//! is refused with a clear error.
+//! `../shared/talos-config-schema/v1.13.schema.json`). Talos v1.14 (schema from
+//! v1.14.0-rc.1) is rendered in its multi-document layout ([`render::multidoc`]:
+//! kubelet, node labels/taints, sysctls, install and the Kubernetes components in
+//! documents of their own kinds), validated against its schema like v1.13; the
+//! default stays on v1.13 while v1.14 is a release candidate. A version without
+//! a schema is refused before anything is rendered.
 //!
 //! # API for the provisioner
 //!
@@ -22,7 +25,8 @@
 //! //    or per node/pool (labels, taints):
 //! let schema = TalosSchema::load(&schema_dir, &cluster.talos_version)?;  // NoSchema error names dir + fix
 //! let input = NodeConfigInput::new(ClusterInput::new(&name, "https://[2a01:..]:6443"), Role::ControlPlane);
-//! let patches = Patch::load_dir(&repo_root.join("infra/talos"), Role::ControlPlane)?;
+//! let patches = Patch::load_for_version(&repo_root.join("infra/talos"), Role::ControlPlane,
+//!     &cluster.talos_version)?;                                  // infra/talos/v1.14/ for v1.14
 //! let user_data = render_node_config(&input, &secrets, &patches, &schema)?;
 //! check_user_data_size(Role::ControlPlane, &user_data)?;          // < 32 KiB
 //!
@@ -60,6 +64,7 @@ pub mod render;
 pub mod schema;
 pub mod secrets;
 pub mod store;
+pub mod version;
 
 pub use api::client::TalosClient;
 pub use api::TALOS_API_PORT;
@@ -71,12 +76,14 @@ pub use clientcfg::{admin_kubeconfig, talosconfig, write_private_file, TalosClie
 pub use error::TalosError;
 pub use patch::Patch;
 pub use render::{
-    check_user_data_size, render_node_config, render_role_configs, ClusterInput, NodeConfigInput,
-    RenderedConfigs, Role, DEFAULT_TALOS_VERSION, USER_DATA_LIMIT,
+    check_user_data_size, render_node_config, render_role_configs, ClusterInput, Layout,
+    NodeConfigInput, RenderedConfigs, Role, DEFAULT_KUBERNETES_VERSION, DEFAULT_TALOS_VERSION,
+    USER_DATA_LIMIT,
 };
 pub use schema::{validate_config, TalosSchema};
 pub use secrets::{generate_secrets, SecretsBundle};
 pub use store::{Identities, Recipients, SecretsStore};
+pub use version::TalosVersion;
 pub use zeroize;
 
 /// A deterministic RNG for a seed (tests and reproducible fixtures only;

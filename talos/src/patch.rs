@@ -10,13 +10,28 @@ use crate::render::Role;
 use serde_yaml::{Mapping, Value};
 use std::path::Path;
 
-/// Lists that replace instead of append (Talos `merge:"replace"` fields).
+/// Lists that replace instead of append (the subnet lists; Talos marks the pod
+/// and service subnets `merge:"replace"`). Paths in documents with a `kind`
+/// start with the kind.
 const REPLACE_LISTS: &[&str] = &[
     "cluster.network.podSubnets",
     "cluster.network.serviceSubnets",
     "machine.kubelet.nodeIP.validSubnets",
     "cluster.etcd.advertisedSubnets",
     "cluster.etcd.listenSubnets",
+    "KubeNetworkConfig.podSubnets",
+    "KubeNetworkConfig.serviceSubnets",
+    "KubeNodeConfig.nodeIP.validSubnets",
+];
+
+/// Maps that a patch replaces instead of merging into (Talos `merge:"replace"`
+/// fields holding whole Kubernetes configuration files).
+const REPLACE_MAPS: &[&str] = &[
+    "cluster.apiServer.auditPolicy",
+    "KubeAuditPolicyConfig.configuration",
+    "KubeAuthenticationConfig.configuration",
+    "KubeCredentialProviderConfig.configuration",
+    "KubeStaticPodConfig.pod",
 ];
 
 /// One patch file (possibly several YAML documents).
@@ -72,8 +87,24 @@ impl Patch {
         })
     }
 
+    /// The patches for a node of `role` running `talos_version`: those of the
+    /// version's overlay directory `dir/v<major>.<minor>/` when it exists (config
+    /// layouts differ between Talos releases, so an overlay replaces the base set
+    /// for its release), else those of `dir`. See [`Patch::load_dir`].
+    pub fn load_for_version(dir: &Path, role: Role, talos_version: &str) -> Result<Vec<Patch>> {
+        Self::load_dir(&Self::dir_for_version(dir, talos_version), role)
+    }
+
+    /// The directory [`Patch::load_for_version`] reads.
+    pub fn dir_for_version(dir: &Path, talos_version: &str) -> std::path::PathBuf {
+        match crate::version::TalosVersion::parse(talos_version) {
+            Some(v) if dir.join(v.minor_release()).is_dir() => dir.join(v.minor_release()),
+            _ => dir.to_path_buf(),
+        }
+    }
+
     /// Loads `dir/*.yaml` (all roles) then `dir/<role>/*.yaml`, each in file-name order.
-    /// A missing `dir` yields no patches.
+    /// A missing `dir` yields no patches; other sub-directories are ignored.
     pub fn load_dir(dir: &Path, role: Role) -> Result<Vec<Patch>> {
         let mut out = Vec::new();
         for sub in [None, Some(role.as_str())] {
@@ -156,6 +187,10 @@ fn type_name(v: &Value) -> &'static str {
 
 fn merge(target: &mut Value, patch: &Value, path: &str, file: &str) -> Result<()> {
     match (target, patch) {
+        (t @ Value::Mapping(_), p @ Value::Mapping(_)) if REPLACE_MAPS.contains(&path) => {
+            *t = without_directives(p);
+            Ok(())
+        }
         (Value::Mapping(t), Value::Mapping(p)) => merge_map(t, p, path, file),
         (t @ Value::Null, p) => {
             *t = without_directives(p);
@@ -287,7 +322,7 @@ pub fn apply_patch(docs: &mut Vec<Value>, patch: &Patch) -> Result<()> {
                     pm.remove("kind");
                     pm.remove("name");
                 }
-                merge_map(tm, &pm, "", file)?;
+                merge_map(tm, &pm, kind.as_deref().unwrap_or(""), file)?;
             }
             None if kind.is_some() => docs.push(without_directives(pd)),
             None => {

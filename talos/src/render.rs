@@ -1,18 +1,36 @@
 //! Rendering of control-plane and worker machine configs (multi-document YAML)
 //! from the cluster input and the secrets bundle, then patches, then schema
 //! validation. Pure: no I/O except through the passed schema.
+//!
+//! Two layouts: the v1.13 one ([`legacy`], a single `v1alpha1` document plus
+//! resolver/mirror documents) and the v1.14 one ([`multidoc`], the Kubernetes,
+//! install, sysctl and discovery settings in documents of their own kinds).
+//! [`Layout::for_version`] picks one from the spec's Talos version.
 
 use crate::error::{Result, TalosError};
 use crate::patch::{apply_patch, Patch};
 use crate::schema::TalosSchema;
 use crate::secrets::SecretsBundle;
+use crate::version::TalosVersion;
 use base64::Engine as _;
 use serde::Deserialize as _;
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 
-/// Talos version the defaults target (its schema is `v1.13.schema.json`).
+pub mod legacy;
+pub mod multidoc;
+
+/// Talos version the defaults target (its schema is `v1.13.schema.json`). The
+/// v1.14 layout renders and validates too, but v1.14 is a release candidate
+/// (schema from v1.14.0-rc.1), so the default stays on the stable v1.13 line.
 pub const DEFAULT_TALOS_VERSION: &str = "v1.13.9";
+/// Kubernetes version for layouts that need explicit component images (v1.14)
+/// when the spec names none: the default of Talos v1.13.9, which v1.14 supports
+/// too, so changing the Talos version does not change Kubernetes. (The v1.13
+/// layout leaves the images unset and Talos picks the same version.)
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.36.3";
+/// The public Talos discovery service (the `talosctl gen config` default).
+pub const DISCOVERY_SERVICE_ENDPOINT: &str = "https://discovery.talos.dev/";
 /// IPv6 pod subnet (ULA), /56 gives 256 node /64s.
 pub const DEFAULT_POD_SUBNET: &str = "fd00:10:244::/56";
 /// IPv6 service subnet (ULA), /112 as Kubernetes requires (<= 20 host bits).
@@ -259,193 +277,140 @@ fn opt_image(repo: &str, version: &Option<String>) -> Value {
     }
 }
 
-/// Builds the un-patched documents.
-pub fn base_documents(input: &NodeConfigInput, secrets: &SecretsBundle) -> Vec<Value> {
-    let c = &input.cluster;
-    let cp = input.role == Role::ControlPlane;
+/// The machine-config layout of a Talos release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Up to v1.13: one `v1alpha1` document with machine and cluster settings.
+    V1Alpha1,
+    /// v1.14 and later: Kubernetes, install, sysctl and discovery settings in
+    /// documents of their own kinds (see [`multidoc`]).
+    MultiDoc,
+}
+
+/// Document kinds the multi-document layout needs from a schema.
+const MULTIDOC_KINDS: &[&str] = &[
+    "KubeletConfig",
+    "KubeNodeConfig",
+    "KubeClusterConfig",
+    "KubeNetworkConfig",
+    "KubeAPIServerCAConfig",
+    "KubeAPIServerConfig",
+    "KubeServiceAccountConfig",
+    "KubeEtcdEncryptionConfig",
+    "KubeAuthorizerConfig",
+    "SysctlConfig",
+    "UnattendedInstall",
+    "DiscoveryIdentityConfig",
+    "DiscoveryServiceConfig",
+];
+
+impl Layout {
+    /// The layout of `talos_version` (v1.14 and later: multi-document); `None`
+    /// if the version does not parse.
+    pub fn for_version(talos_version: &str) -> Option<Layout> {
+        let v = TalosVersion::parse(talos_version)?;
+        Some(if v.at_least(1, 14) {
+            Layout::MultiDoc
+        } else {
+            Layout::V1Alpha1
+        })
+    }
+
+    /// Checks that `schema` describes this layout (so a schema file that does
+    /// not match its version name is caught before rendering).
+    pub fn check_schema(self, schema: &TalosSchema) -> Result<()> {
+        let missing: Vec<&str> = match self {
+            Layout::V1Alpha1 => {
+                if schema.def_has_property("v1alpha1.MachineConfig", "kubelet") {
+                    vec![]
+                } else {
+                    vec!["machine.kubelet in the v1alpha1 document"]
+                }
+            }
+            Layout::MultiDoc => MULTIDOC_KINDS
+                .iter()
+                .copied()
+                .filter(|k| !schema.has_kind(k))
+                .collect(),
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(input_err(format!(
+            "the Talos {} schema lacks what the {} layout renders ({}); the schema file does not match its version: replace it with the schema published for that Talos release",
+            schema.version(),
+            match self {
+                Layout::V1Alpha1 => "v1.13 (single v1alpha1 document)",
+                Layout::MultiDoc => "v1.14 (multi-document)",
+            },
+            missing.join(", ")
+        )))
+    }
+}
+
+/// SANs of the Talos API and Kubernetes API certificates: the endpoint's host,
+/// then the spec's extra SANs.
+pub(crate) fn cert_sans(c: &ClusterInput) -> Vec<String> {
     let mut sans: Vec<String> = endpoint_host(&c.endpoint).into_iter().collect();
     for x in &c.cert_sans {
         if !sans.contains(x) {
             sans.push(x.clone());
         }
     }
-    let kv = &c.kubernetes_version;
-    let ca = |crt: &str, key: &str| {
-        if cp {
-            m([("crt", b64(crt)), ("key", b64(key))])
-        } else {
-            m([("crt", b64(crt))])
-        }
-    };
+    sans
+}
+
+/// The node's taints: the pool's, plus the control-plane `NoSchedule` taint.
+pub(crate) fn base_taints(input: &NodeConfigInput) -> BTreeMap<String, String> {
     let mut taints = input.node_taints.clone();
-    if cp {
+    if input.role == Role::ControlPlane {
         taints
             .entry("node-role.kubernetes.io/control-plane".into())
             .or_insert_with(|| ":NoSchedule".into());
     }
-    let install_image = c
-        .install_image
+    taints
+}
+
+pub(crate) fn install_image(c: &ClusterInput) -> String {
+    c.install_image
         .clone()
-        .unwrap_or_else(|| format!("ghcr.io/siderolabs/installer:{}", c.talos_version));
-    let machine = m([
-        ("type", s(input.role.as_str())),
-        ("token", s(&secrets.trustd_token)),
-        ("ca", ca(&secrets.os_ca.crt, &secrets.os_ca.key)),
-        ("certSANs", list(&sans)),
-        (
-            "kubelet",
+        .unwrap_or_else(|| format!("ghcr.io/siderolabs/installer:{}", c.talos_version))
+}
+
+pub(crate) fn resolver_nameservers(c: &ClusterInput) -> Value {
+    Value::Sequence(
+        c.nameservers
+            .iter()
+            .map(|n| m([("address", s(n))]))
+            .collect(),
+    )
+}
+
+pub(crate) fn registry_mirror_docs(c: &ClusterInput) -> Vec<Value> {
+    c.registry_mirrors
+        .iter()
+        .map(|(reg, eps)| {
             m([
-                ("image", opt_image("ghcr.io/siderolabs/kubelet", kv)),
-                ("defaultRuntimeSeccompProfileEnabled", Value::Bool(true)),
-                ("disableManifestsDirectory", Value::Bool(true)),
-                ("nodeIP", m([("validSubnets", list(&c.node_subnets))])),
-            ]),
-        ),
-        (
-            "install",
-            m([
-                ("disk", s(&c.install_disk)),
-                ("image", s(&install_image)),
-                ("wipe", Value::Bool(false)),
-            ]),
-        ),
-        (
-            "sysctls",
-            m([
-                ("net.core.rmem_max", s(QUIC_SOCKET_BUFFER)),
-                ("net.core.wmem_max", s(QUIC_SOCKET_BUFFER)),
-            ]),
-        ),
-        (
-            "features",
-            m([
-                ("diskQuotaSupport", Value::Bool(true)),
+                ("apiVersion", s("v1alpha1")),
+                ("kind", s("RegistryMirrorConfig")),
+                ("name", s(reg)),
                 (
-                    "kubePrism",
-                    m([
-                        ("enabled", Value::Bool(true)),
-                        ("port", Value::Number(KUBEPRISM_PORT.into())),
-                    ]),
+                    "endpoints",
+                    Value::Sequence(eps.iter().map(|e| m([("url", s(e))])).collect()),
                 ),
-                (
-                    "hostDNS",
-                    m([
-                        ("enabled", Value::Bool(true)),
-                        ("forwardKubeDNSToHost", Value::Bool(true)),
-                    ]),
-                ),
-            ]),
-        ),
-        ("nodeLabels", smap(&input.node_labels)),
-        ("nodeTaints", smap(&taints)),
-    ]);
-    let cp_only = |v: Value| if cp { v } else { Value::Null };
-    let cluster = m([
-        ("id", s(&secrets.cluster_id)),
-        ("secret", s(&secrets.cluster_secret)),
-        ("controlPlane", m([("endpoint", s(&c.endpoint))])),
-        ("clusterName", s(&c.cluster_name)),
-        (
-            "network",
-            m([
-                ("cni", m([("name", s("none"))])),
-                ("dnsDomain", s("cluster.local")),
-                ("podSubnets", list(&c.pod_subnets)),
-                ("serviceSubnets", list(&c.service_subnets)),
-            ]),
-        ),
-        ("token", s(&secrets.bootstrap_token)),
-        (
-            "secretboxEncryptionSecret",
-            cp_only(s(&secrets.secretbox_encryption_secret)),
-        ),
-        ("ca", ca(&secrets.k8s_ca.crt, &secrets.k8s_ca.key)),
-        (
-            "aggregatorCA",
-            cp_only(m([
-                ("crt", b64(&secrets.k8s_aggregator_ca.crt)),
-                ("key", b64(&secrets.k8s_aggregator_ca.key)),
-            ])),
-        ),
-        (
-            "serviceAccount",
-            cp_only(m([("key", b64(&secrets.service_account_key))])),
-        ),
-        (
-            "apiServer",
-            cp_only(m([
-                ("image", opt_image("registry.k8s.io/kube-apiserver", kv)),
-                ("certSANs", list(&sans)),
-            ])),
-        ),
-        (
-            "controllerManager",
-            cp_only(m([(
-                "image",
-                opt_image("registry.k8s.io/kube-controller-manager", kv),
-            )])),
-        ),
-        ("proxy", m([("disabled", Value::Bool(true))])),
-        (
-            "scheduler",
-            cp_only(m([(
-                "image",
-                opt_image("registry.k8s.io/kube-scheduler", kv),
-            )])),
-        ),
-        ("discovery", m([("enabled", Value::Bool(true))])),
-        (
-            "etcd",
-            cp_only(m([
-                (
-                    "ca",
-                    m([
-                        ("crt", b64(&secrets.etcd_ca.crt)),
-                        ("key", b64(&secrets.etcd_ca.key)),
-                    ]),
-                ),
-                ("advertisedSubnets", list(&c.node_subnets)),
-            ])),
-        ),
-        ("externalCloudProvider", m([("enabled", Value::Bool(true))])),
-        (
-            "allowSchedulingOnControlPlanes",
-            cp_only(Value::Bool(false)),
-        ),
-    ]);
-    let mut docs = vec![m([
-        ("version", s("v1alpha1")),
-        ("debug", Value::Bool(false)),
-        ("machine", machine),
-        ("cluster", cluster),
-    ])];
-    if !c.nameservers.is_empty() {
-        docs.push(m([
-            ("apiVersion", s("v1alpha1")),
-            ("kind", s("ResolverConfig")),
-            (
-                "nameservers",
-                Value::Sequence(
-                    c.nameservers
-                        .iter()
-                        .map(|n| m([("address", s(n))]))
-                        .collect(),
-                ),
-            ),
-        ]));
+            ])
+        })
+        .collect()
+}
+
+/// Builds the un-patched documents in the layout of the input's Talos version
+/// (an unparsable version renders the v1.13 layout; [`render_node_config`]
+/// rejects it before that).
+pub fn base_documents(input: &NodeConfigInput, secrets: &SecretsBundle) -> Vec<Value> {
+    match Layout::for_version(&input.cluster.talos_version) {
+        Some(Layout::MultiDoc) => multidoc::documents(input, secrets),
+        _ => legacy::documents(input, secrets),
     }
-    for (reg, eps) in &c.registry_mirrors {
-        docs.push(m([
-            ("apiVersion", s("v1alpha1")),
-            ("kind", s("RegistryMirrorConfig")),
-            ("name", s(reg)),
-            (
-                "endpoints",
-                Value::Sequence(eps.iter().map(|e| m([("url", s(e))])).collect()),
-            ),
-        ]));
-    }
-    docs
 }
 
 /// Serializes documents as multi-document YAML (no comments, no examples).
@@ -510,14 +475,18 @@ pub fn render_node_config(
             input.cluster.talos_version
         )));
     }
-    if !schema.def_has_property("v1alpha1.MachineConfig", "kubelet") {
-        return Err(input_err(format!(
-            "Talos {} moved the kubelet, sysctl and cluster settings out of the v1alpha1 document into separate document kinds; this provisioner renders the v1.13 layout only: set the spec's Talos version to {DEFAULT_TALOS_VERSION}",
-            schema.version()
-        )));
-    }
+    let layout = Layout::for_version(&input.cluster.talos_version).ok_or_else(|| {
+        input_err(format!(
+            "Talos version `{}` is not of the form v<major>.<minor>.<patch> (e.g. {DEFAULT_TALOS_VERSION})",
+            input.cluster.talos_version
+        ))
+    })?;
+    layout.check_schema(schema)?;
     let node = input.role.as_str();
-    let mut docs = base_documents(input, secrets);
+    let mut docs = match layout {
+        Layout::V1Alpha1 => legacy::documents(input, secrets),
+        Layout::MultiDoc => multidoc::documents(input, secrets),
+    };
     if let Some((doc, errors)) = schema_errors(schema, &docs)? {
         return Err(TalosError::Invalid {
             node: node.into(),
@@ -535,14 +504,36 @@ pub fn render_node_config(
                     "after applying it the {node} config document `{doc}` is not a valid Talos {} config (a field it sets does not exist there or has the wrong type):\n{errors}",
                     schema.version()
                 ),
-                fix: format!(
-                    "correct the field names/types against the Talos {} configuration reference, or remove them from the patch",
-                    schema.version()
-                ),
+                fix: patch_fix(layout, schema.version(), p),
             });
         }
     }
     to_yaml(&docs)
+}
+
+/// The fix for a patch that made a config invalid; for a v1.13-layout patch
+/// applied to a v1.14 config it names where each moved field lives now.
+fn patch_fix(layout: Layout, version: &str, patch: &Patch) -> String {
+    let moved: Vec<String> = if layout == Layout::MultiDoc {
+        patch
+            .docs
+            .iter()
+            .filter(|d| d.get("kind").is_none())
+            .flat_map(multidoc::moved_fields)
+            .map(|(from, to)| format!("`{from}` -> {to}"))
+            .collect()
+    } else {
+        vec![]
+    };
+    if moved.is_empty() {
+        return format!(
+            "correct the field names/types against the Talos {version} configuration reference, or remove them from the patch"
+        );
+    }
+    format!(
+        "this patch uses the v1.13 layout, but Talos {version} moved these fields out of the v1alpha1 document: {}; rewrite it as documents of those kinds (`apiVersion: v1alpha1`, `kind: ...`) and keep patches for {version} in a `{version}/` directory next to the v1.13 ones (it replaces them for that version)",
+        moved.join("; ")
+    )
 }
 
 /// Hetzner's user-data limit.
@@ -577,7 +568,8 @@ impl std::fmt::Debug for RenderedConfigs {
 }
 
 /// Renders both roles: loads the schema for `cluster.talos_version` from
-/// `schema_dir`, the patches from `patch_dir` (`infra/talos`, may be absent),
+/// `schema_dir`, the patches from `patch_dir` (`infra/talos`, may be absent;
+/// its `v<major>.<minor>/` overlay when present, see [`Patch::load_for_version`]),
 /// validates every document and checks the 32 KiB user-data limit. Worker pools
 /// with labels/taints call [`render_node_config`] per pool instead.
 pub fn render_role_configs(
@@ -589,7 +581,7 @@ pub fn render_role_configs(
     let schema = TalosSchema::load(schema_dir, &cluster.talos_version)?;
     let mut out = Vec::new();
     for role in [Role::ControlPlane, Role::Worker] {
-        let patches = Patch::load_dir(patch_dir, role)?;
+        let patches = Patch::load_for_version(patch_dir, role, &cluster.talos_version)?;
         let yaml = render_node_config(
             &NodeConfigInput::new(cluster.clone(), role),
             secrets,

@@ -9,11 +9,7 @@ use std::sync::Mutex;
 
 /// `v1.13.9` / `1.13` / `v1.14.0-rc.1` -> `v1.13` / `v1.13` / `v1.14`.
 pub fn minor_version(talos_version: &str) -> Option<String> {
-    let v = talos_version.trim().trim_start_matches('v');
-    let mut it = v.split(['.', '-']);
-    let major: u32 = it.next()?.parse().ok()?;
-    let minor: u32 = it.next()?.parse().ok()?;
-    Some(format!("v{major}.{minor}"))
+    crate::version::TalosVersion::parse(talos_version).map(|v| v.minor_release())
 }
 
 /// The loaded schema of one Talos minor version.

@@ -10,10 +10,17 @@ use talos::{
 };
 
 const ENDPOINT: &str = "https://[2a01:4f8:c012:abcd::1]:6443";
+/// The v1.14 release the schema in ../shared comes from.
+const V1_14: &str = "v1.14.0-rc.1";
 
 fn cluster() -> ClusterInput {
+    cluster_v(DEFAULT_TALOS_VERSION)
+}
+
+fn cluster_v(version: &str) -> ClusterInput {
     let mut c = ClusterInput::new("shop", ENDPOINT);
     c.cert_sans = vec!["api.shop.example".into()];
+    c.talos_version = version.into();
     c
 }
 
@@ -22,7 +29,11 @@ fn input(role: Role) -> NodeConfigInput {
 }
 
 fn worker_pool_input() -> NodeConfigInput {
-    let mut i = input(Role::Worker);
+    worker_pool_input_v(DEFAULT_TALOS_VERSION)
+}
+
+fn worker_pool_input_v(version: &str) -> NodeConfigInput {
+    let mut i = NodeConfigInput::new(cluster_v(version), Role::Worker);
     i.node_labels
         .insert("shopedge.io/pool".into(), "general".into());
     i.node_taints
@@ -34,8 +45,16 @@ fn schema() -> Option<TalosSchema> {
     Some(TalosSchema::load(&schema_dir()?, DEFAULT_TALOS_VERSION).unwrap())
 }
 
+fn schema_v(version: &str) -> Option<TalosSchema> {
+    Some(TalosSchema::load(&schema_dir()?, version).unwrap())
+}
+
 fn default_patches(role: Role) -> Vec<Patch> {
     Patch::load_dir(&patch_dir(), role).unwrap()
+}
+
+fn patches_v(role: Role, version: &str) -> Vec<Patch> {
+    Patch::load_for_version(&patch_dir(), role, version).unwrap()
 }
 
 fn v1alpha1(yaml: &str) -> serde_yaml::Value {
@@ -44,57 +63,68 @@ fn v1alpha1(yaml: &str) -> serde_yaml::Value {
 
 #[test]
 fn every_generated_config_validates_and_fits_in_user_data() {
-    let Some(schema) = schema() else { return };
-    let s = secrets(42);
-    let mut mirrors = cluster();
-    mirrors.nameservers.clear();
-    mirrors.registry_mirrors = BTreeMap::from([
-        (
-            "ghcr.io".to_string(),
-            vec!["https://ghcr-mirror.shop.example".to_string()],
-        ),
-        (
-            "registry.k8s.io".to_string(),
-            vec!["https://k8s-mirror.shop.example".to_string()],
-        ),
-    ]);
-    mirrors.kubernetes_version = Some("v1.35.0".into());
-    let cases = [
-        ("controlplane", input(Role::ControlPlane)),
-        ("worker", input(Role::Worker)),
-        ("worker pool (labels, taints)", worker_pool_input()),
-        (
-            "controlplane with mirrors",
-            NodeConfigInput::new(mirrors.clone(), Role::ControlPlane),
-        ),
-        (
-            "worker with mirrors",
-            NodeConfigInput::new(mirrors, Role::Worker),
-        ),
-    ];
-    for (name, inp) in cases {
-        for with_patches in [false, true] {
-            let patches = if with_patches {
-                default_patches(inp.role)
-            } else {
-                vec![]
-            };
-            let yaml = render_node_config(&inp, &s, &patches, &schema).unwrap();
-            // Independent re-validation of the text that goes into user_data.
-            validate_config(&yaml, DEFAULT_TALOS_VERSION, &schema_dir().unwrap()).unwrap();
-            let n = check_user_data_size(inp.role, &yaml).unwrap();
-            assert!(n < USER_DATA_LIMIT);
-            assert!(!yaml.contains('#'), "no comments in user data");
-            println!(
-                "user-data size: {name}{}: {n} bytes ({:.1}% of 32 KiB), {} documents",
-                if with_patches {
-                    " + infra/talos patches"
+    for version in [DEFAULT_TALOS_VERSION, V1_14] {
+        let Some(schema) = schema_v(version) else {
+            return;
+        };
+        let s = secrets(42);
+        let mut mirrors = cluster_v(version);
+        mirrors.nameservers.clear();
+        mirrors.registry_mirrors = BTreeMap::from([
+            (
+                "ghcr.io".to_string(),
+                vec!["https://ghcr-mirror.shop.example".to_string()],
+            ),
+            (
+                "registry.k8s.io".to_string(),
+                vec!["https://k8s-mirror.shop.example".to_string()],
+            ),
+        ]);
+        mirrors.kubernetes_version = Some("v1.35.0".into());
+        let cases = [
+            (
+                "controlplane",
+                NodeConfigInput::new(cluster_v(version), Role::ControlPlane),
+            ),
+            (
+                "worker",
+                NodeConfigInput::new(cluster_v(version), Role::Worker),
+            ),
+            ("worker pool (labels, taints)", worker_pool_input_v(version)),
+            (
+                "controlplane with mirrors",
+                NodeConfigInput::new(mirrors.clone(), Role::ControlPlane),
+            ),
+            (
+                "worker with mirrors",
+                NodeConfigInput::new(mirrors, Role::Worker),
+            ),
+        ];
+        for (name, inp) in cases {
+            for with_patches in [false, true] {
+                let patches = if with_patches {
+                    patches_v(inp.role, version)
                 } else {
-                    ""
-                },
-                n as f64 * 100.0 / USER_DATA_LIMIT as f64,
-                split_docs(&yaml).unwrap().len()
-            );
+                    vec![]
+                };
+                let yaml = render_node_config(&inp, &s, &patches, &schema).unwrap();
+                // Independent re-validation of every document of the text that
+                // goes into user_data, against the schema of its own version.
+                validate_config(&yaml, version, &schema_dir().unwrap()).unwrap();
+                let n = check_user_data_size(inp.role, &yaml).unwrap();
+                assert!(n < USER_DATA_LIMIT);
+                assert!(!yaml.contains('#'), "no comments in user data");
+                println!(
+                    "user-data size: Talos {version} {name}{}: {n} bytes ({:.1}% of 32 KiB), {} documents",
+                    if with_patches {
+                        " + infra/talos patches"
+                    } else {
+                        ""
+                    },
+                    n as f64 * 100.0 / USER_DATA_LIMIT as f64,
+                    split_docs(&yaml).unwrap().len()
+                );
+            }
         }
     }
 }
@@ -428,32 +458,29 @@ fn a_talos_version_without_schema_is_a_clear_error() {
 }
 
 #[test]
-fn v1_14_layout_is_refused_with_the_fix() {
+fn configs_of_one_layout_do_not_pass_the_other_schema() {
     let Some(dir) = schema_dir() else { return };
-    let schema = TalosSchema::load(&dir, "v1.14.0").unwrap();
-    let mut c = cluster();
-    c.talos_version = "v1.14.0".into();
-    let e = render_node_config(
-        &NodeConfigInput::new(c, Role::Worker),
-        &secrets(1),
-        &[],
-        &schema,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("v1.14") && e.contains(DEFAULT_TALOS_VERSION),
-        "{e}"
-    );
-    // And the v1.13-layout config does not pass the v1.14 schema (the check is real).
+    // The check is real: a v1.13 config is not a valid v1.14 config and vice versa.
     let v13 = render_node_config(
         &input(Role::Worker),
         &secrets(1),
         &[],
-        &TalosSchema::load(&dir, "v1.13.9").unwrap(),
+        &TalosSchema::load(&dir, DEFAULT_TALOS_VERSION).unwrap(),
     )
     .unwrap();
-    assert!(validate_config(&v13, "v1.14.0", &dir).is_err());
+    let e = validate_config(&v13, V1_14, &dir).unwrap_err().to_string();
+    assert!(e.contains("v1.14") && e.contains("kubelet"), "{e}");
+    let v14 = render_node_config(
+        &worker_pool_input_v(V1_14),
+        &secrets(1),
+        &[],
+        &TalosSchema::load(&dir, V1_14).unwrap(),
+    )
+    .unwrap();
+    let e = validate_config(&v14, DEFAULT_TALOS_VERSION, &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("v1.13"), "{e}");
 }
 
 #[test]
