@@ -76,6 +76,36 @@ impl Headers {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Parses the flat form used to cross the JS/wasm boundary in one call:
+    /// `name\nvalue\n` per entry (the Fetch standard forbids newlines in
+    /// header names and values). A trailing unpaired part is ignored.
+    pub fn from_flat(flat: &str) -> Self {
+        let mut parts = flat.split('\n');
+        let mut h = Headers::new();
+        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            if !k.is_empty() {
+                h.append(k, v);
+            }
+        }
+        h
+    }
+
+    /// The flat form of [`Headers::from_flat`]. Entries whose name or value
+    /// holds a newline (never valid in HTTP) are dropped.
+    pub fn to_flat(&self) -> String {
+        let mut s = String::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+        for (k, v) in &self.0 {
+            if k.contains('\n') || v.contains('\n') {
+                continue;
+            }
+            s.push_str(k);
+            s.push('\n');
+            s.push_str(v);
+            s.push('\n');
+        }
+        s
+    }
 }
 
 /// What the pipeline knows about an incoming request.
@@ -207,5 +237,35 @@ impl Synthetic {
             head: ResponseHead { status, headers },
             body,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Headers;
+
+    #[test]
+    fn flat_form_round_trips_and_keeps_repeated_names() {
+        let h = Headers::from_pairs([
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("set-cookie", "a=1; Path=/"),
+            ("set-cookie", "b=2"),
+            ("x-empty", ""),
+        ]);
+        let flat = h.to_flat();
+        assert_eq!(
+            flat,
+            "content-type\ntext/html; charset=utf-8\nset-cookie\na=1; Path=/\nset-cookie\nb=2\nx-empty\n\n"
+        );
+        assert_eq!(Headers::from_flat(&flat), h);
+        assert!(Headers::from_flat("").is_empty());
+        // An unpaired trailing name is ignored, not misread.
+        assert_eq!(Headers::from_flat("a\n1\nb").len(), 1);
+    }
+
+    #[test]
+    fn flat_form_drops_entries_with_newlines() {
+        let h = Headers::from_pairs([("ok", "1"), ("bad", "x\ny"), ("also", "2")]);
+        assert_eq!(Headers::from_flat(&h.to_flat()).len(), 2);
     }
 }

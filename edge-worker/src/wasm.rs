@@ -9,30 +9,50 @@ use crate::errors::EdgeError;
 use crate::forwarding::AccessToken;
 use crate::http::{Headers, RequestHead, ResponseHead, Synthetic};
 use crate::pipeline::{self, Context, Outcome, Pipeline, UpstreamRequest};
-use futures_util::future::{select, Either};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{event, Env, Request, Response, Result};
+use worker::{event, Env, Response, Result};
 
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_name = fetch)]
-    fn global_fetch(req: &web_sys::Request) -> js_sys::Promise;
-
     #[wasm_bindgen(js_namespace = crypto, js_name = randomUUID)]
     fn random_uuid() -> String;
 
     #[wasm_bindgen(js_namespace = Date, js_name = now)]
     fn date_now() -> f64;
 
-    /// A service binding (`env.STOREFRONT`).
+    /// A service binding (`env.STOREFRONT`), called from js/glue.js.
     type ServiceBinding;
+}
 
-    #[wasm_bindgen(method, js_name = fetch)]
-    fn fetch(this: &ServiceBinding, req: &web_sys::Request) -> js_sys::Promise;
+// Marshalling helpers (js/glue.js): a header list crosses the boundary as one
+// string instead of one call per header.
+#[wasm_bindgen(module = "/js/glue.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = flatHeaders)]
+    fn flat_headers(h: &web_sys::Headers) -> String;
+
+    /// The upstream fetch with its header timeout (see js/glue.js).
+    #[wasm_bindgen(js_name = fetchUpstream)]
+    fn fetch_upstream_js(
+        service: &JsValue,
+        url: &str,
+        method: &str,
+        flat: &str,
+        body: &JsValue,
+        timeout_ms: u32,
+    ) -> js_sys::Promise;
+
+    #[wasm_bindgen(catch, js_name = buildResponse)]
+    fn build_response(
+        status: u16,
+        status_text: &str,
+        flat: &str,
+        body: &JsValue,
+    ) -> std::result::Result<web_sys::Response, JsValue>;
 }
 
 /// KV namespace binding and key of the configuration override.
@@ -166,37 +186,34 @@ fn log_json(level: &str, event: &str, message: &str) {
 }
 
 fn headers_from_sys(h: &web_sys::Headers) -> Headers {
-    let mut out = Headers::new();
-    if let Ok(Some(iter)) = js_sys::try_iter(h) {
-        for entry in iter.flatten() {
-            let pair: js_sys::Array = entry.unchecked_into();
-            if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-                out.append(k, v);
-            }
-        }
-    }
-    out
+    Headers::from_flat(&flat_headers(h))
 }
 
-fn headers_to_sys(h: &Headers) -> Result<web_sys::Headers> {
-    let out = web_sys::Headers::new()?;
-    for (k, v) in h.iter() {
-        out.append(k, v)?;
-    }
-    Ok(out)
+/// A response with `head` and `body` (a stream, a string, or nothing).
+fn response_with(
+    head: &ResponseHead,
+    status_text: &str,
+    body: &JsValue,
+) -> Result<web_sys::Response> {
+    Ok(build_response(
+        head.status,
+        status_text,
+        &head.headers.to_flat(),
+        body,
+    )?)
 }
 
-fn synthetic_response(s: &Synthetic, head_only: bool) -> Result<Response> {
-    let init = web_sys::ResponseInit::new();
-    init.set_status(s.head.status);
-    init.set_headers(&headers_to_sys(&s.head.headers)?.into());
+fn stream_value(body: Option<web_sys::ReadableStream>) -> JsValue {
+    body.map_or(JsValue::UNDEFINED, JsValue::from)
+}
+
+fn synthetic_response(s: &Synthetic, head_only: bool) -> Result<web_sys::Response> {
     let body = if s.body.is_empty() || head_only {
-        None
+        JsValue::UNDEFINED
     } else {
-        Some(s.body.as_str())
+        JsValue::from_str(&s.body)
     };
-    let resp = web_sys::Response::new_with_opt_str_and_init(body, &init)?;
-    Ok(Response::from(resp))
+    response_with(&s.head, "", &body)
 }
 
 enum FetchFailure {
@@ -239,41 +256,28 @@ async fn fetch_upstream(
     };
     let url = format!("{}{}", base.trim_end_matches('/'), up.path_and_query);
 
-    let controller =
-        web_sys::AbortController::new().map_err(|e| FetchFailure::Unreachable(format!("{e:?}")))?;
-    let init = web_sys::RequestInit::new();
-    init.set_method(method);
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    init.set_signal(Some(&controller.signal()));
-    let headers =
-        headers_to_sys(&up.headers).map_err(|e| FetchFailure::Unreachable(e.to_string()))?;
-    init.set_headers(&headers.into());
-    if let Some(bytes) = body_read {
-        init.set_body(bytes);
-    } else if let Some(body) = incoming.body() {
-        init.set_body(&body);
-    }
-    let req = web_sys::Request::new_with_str_and_init(&url, &init)
-        .map_err(|e| FetchFailure::Unreachable(format!("invalid upstream request: {e:?}")))?;
-    let promise = match &service {
-        Some(s) => s.fetch(&req),
-        None => global_fetch(&req),
+    let body = match body_read {
+        Some(bytes) => JsValue::from(bytes),
+        None => stream_value(incoming.body()),
     };
-    let fetch = JsFuture::from(promise);
-    let delay = worker::Delay::from(std::time::Duration::from_millis(u64::from(up.timeout_ms)));
-    match select(fetch, delay).await {
-        Either::Left((Ok(v), _)) => v
+    let service = service.map_or(JsValue::NULL, JsValue::from);
+    let sent = fetch_upstream_js(
+        &service,
+        &url,
+        method,
+        &up.headers.to_flat(),
+        &body,
+        up.timeout_ms,
+    );
+    match JsFuture::from(sent).await {
+        Ok(v) => v
             .dyn_into::<web_sys::Response>()
             .map_err(|_| FetchFailure::Unreachable("upstream returned no response".into())),
-        Either::Left((Err(e), _)) => Err(FetchFailure::Unreachable(
-            e.as_string()
-                .or_else(|| js_sys::Error::from(e).message().as_string())
-                .unwrap_or_else(|| "fetch failed".into()),
-        )),
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(FetchFailure::Timeout(up.timeout_ms))
-        }
+        Err(e) => match e.as_string() {
+            Some(t) if t == "timeout" => Err(FetchFailure::Timeout(up.timeout_ms)),
+            Some(t) => Err(FetchFailure::Unreachable(t)),
+            None => Err(FetchFailure::Unreachable("fetch failed".into())),
+        },
     }
 }
 
@@ -297,9 +301,11 @@ fn install_panic_hook() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<web_sys::Response> {
     install_panic_hook();
-    let sys: &web_sys::Request = req.inner();
+    // The raw request: `worker::Request` would read `request.cf` eagerly,
+    // which is costly; it is read below only when a rule needs it.
+    let sys: &web_sys::Request = &req;
     let method = sys.method();
     let head_only = method.eq_ignore_ascii_case("HEAD");
     let headers = headers_from_sys(&sys.headers());
@@ -357,9 +363,15 @@ async fn fetch(req: Request, env: Env, ctx: worker::Context) -> Result<Response>
         body_bytes = Some(bytes);
     }
     cx.inspection.body_len = body_len;
-    if let Some(cf) = req.cf() {
-        cx.inspection.country = cf.country();
-        cx.inspection.asn = cf.asn();
+    let access = &waf_cfg.access;
+    if waf_cfg.enabled
+        && (!access.allow_countries.is_empty()
+            || !access.deny_countries.is_empty()
+            || !access.deny_asns.is_empty())
+    {
+        let (country, asn) = cf_country_asn(sys);
+        cx.inspection.country = country;
+        cx.inspection.asn = asn;
     }
     let outcome = pipeline.request(&mut cx, &head);
     for line in cx.logs.drain(..) {
@@ -509,7 +521,7 @@ async fn generations(env: &Env) -> Generations {
     g
 }
 
-fn json_response(status: u16, v: serde_json::Value, request_id: &str) -> Result<Response> {
+fn json_response(status: u16, v: serde_json::Value, request_id: &str) -> Result<web_sys::Response> {
     let mut s = Synthetic::new(status, "application/json", v.to_string());
     s.head.headers.set("cache-control", "no-store");
     s.head.headers.set("x-request-id", request_id.to_string());
@@ -518,7 +530,12 @@ fn json_response(status: u16, v: serde_json::Value, request_id: &str) -> Result<
 
 /// `POST /__edge/purge` with `Authorization: Bearer <EDGE_PURGE_TOKEN>` and an
 /// optional JSON body `{"prefix": "/store/products"}`: bumps the generation.
-async fn purge(env: &Env, req: &Request, head: &RequestHead, cx: &Context<'_>) -> Result<Response> {
+async fn purge(
+    env: &Env,
+    req: &web_sys::Request,
+    head: &RequestHead,
+    cx: &Context<'_>,
+) -> Result<web_sys::Response> {
     let rid = cx.request_id.as_str();
     if head.method != "POST" {
         return json_response(
@@ -540,7 +557,7 @@ async fn purge(env: &Env, req: &Request, head: &RequestHead, cx: &Context<'_>) -
             rid,
         );
     }
-    let body = match req.inner().text() {
+    let body = match req.text() {
         Ok(p) => JsFuture::from(p)
             .await
             .ok()
@@ -652,12 +669,11 @@ fn cache_copy(
         "cache-control",
         format!("public, max-age={}", cache::storage_seconds(rule, ttl)),
     );
-    let init = web_sys::ResponseInit::new();
-    init.set_status(head.status);
-    init.set_headers(&headers_to_sys(&headers)?.into());
-    Ok(Some(
-        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?,
-    ))
+    let copy = ResponseHead {
+        status: head.status,
+        headers,
+    };
+    Ok(Some(response_with(&copy, "", &stream_value(body))?))
 }
 
 async fn cache_put(key: &str, copy: web_sys::Response) {
@@ -719,7 +735,7 @@ fn serve_stored(
     now: u64,
     state: &str,
     head_only: bool,
-) -> Result<Response> {
+) -> Result<web_sys::Response> {
     let mut resp = ResponseHead {
         status: stored.status(),
         headers: stored_headers.clone(),
@@ -734,13 +750,8 @@ fn serve_stored(
     pipeline.respond(cx, head, &mut resp);
     resp.headers.set("age", age.to_string());
     resp.headers.set("x-edge-cache", state);
-    let init = web_sys::ResponseInit::new();
-    init.set_status(resp.status);
-    init.set_headers(&headers_to_sys(&resp.headers)?.into());
     let body = if head_only { None } else { stored.body() };
-    Ok(Response::from(
-        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?,
-    ))
+    response_with(&resp, "", &stream_value(body))
 }
 
 /// After a conditional request: a 304 refreshes and serves the stored copy
@@ -759,19 +770,21 @@ fn revalidated_or_miss(
     ctx: &worker::Context,
     now: u64,
     head_only: bool,
-) -> Result<Response> {
+) -> Result<web_sys::Response> {
     if let Ok(o) = &origin {
         if o.status() == 304 {
             let mut fresh = stored_headers.clone();
             fresh.set(cache::STORED_AT, now.to_string());
             let client_copy = stored.clone()?;
             // Store the refreshed copy (its body teed from the stored one).
-            let init = web_sys::ResponseInit::new();
-            init.set_status(stored.status());
-            init.set_headers(&headers_to_sys(&fresh)?.into());
-            let body = stored.body();
-            let again =
-                web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?;
+            let again = response_with(
+                &ResponseHead {
+                    status: stored.status(),
+                    headers: fresh.clone(),
+                },
+                "",
+                &stream_value(stored.body()),
+            )?;
             let key = key.to_string();
             ctx.wait_until(async move {
                 let _ = worker::Cache::default()
@@ -809,7 +822,7 @@ fn finish(
     state: &str,
     store: Option<StorePlan<'_>>,
     head_only: bool,
-) -> Result<Response> {
+) -> Result<web_sys::Response> {
     let origin = match origin {
         Ok(r) => r,
         Err(failure) => {
@@ -833,7 +846,7 @@ fn finish(
     };
     if origin.status() == 101 {
         // A WebSocket handshake: hand the origin's socket to the client as is.
-        return Ok(Response::from(origin));
+        return Ok(origin);
     }
     let raw = ResponseHead {
         status: origin.status(),
@@ -845,11 +858,26 @@ fn finish(
     let mut resp = raw;
     pipeline.respond(cx, head, &mut resp);
     resp.headers.set("x-edge-cache", state);
-    let init = web_sys::ResponseInit::new();
-    init.set_status(resp.status);
-    init.set_status_text(&origin.status_text());
-    init.set_headers(&headers_to_sys(&resp.headers)?.into());
     let body = if head_only { None } else { origin.body() };
-    let out = web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?;
-    Ok(Response::from(out))
+    response_with(&resp, &origin.status_text(), &stream_value(body))
+}
+
+/// `request.cf.country` and `request.cf.asn`, read only when an access rule
+/// needs them (the `cf` object is built on demand and is not cheap).
+fn cf_country_asn(req: &web_sys::Request) -> (Option<String>, Option<u32>) {
+    let Ok(cf) = js_sys::Reflect::get(req, &JsValue::from_str("cf")) else {
+        return (None, None);
+    };
+    if cf.is_undefined() || cf.is_null() {
+        return (None, None);
+    }
+    let country = js_sys::Reflect::get(&cf, &JsValue::from_str("country"))
+        .ok()
+        .and_then(|v| v.as_string());
+    let asn = js_sys::Reflect::get(&cf, &JsValue::from_str("asn"))
+        .ok()
+        .and_then(|v| v.as_f64())
+        .filter(|n| *n >= 0.0 && *n <= f64::from(u32::MAX))
+        .map(|n| n as u32);
+    (country, asn)
 }

