@@ -317,6 +317,11 @@ pub struct AccessJwtConfig {
     /// Clock skew tolerated for `exp`/`nbf`, seconds.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// Where to fetch the signing keys; by default the team domain's
+    /// `/cdn-cgi/access/certs` (set it only to point at a mirror or a test
+    /// server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs_url: Option<String>,
 }
 
 fn default_leeway() -> u64 {
@@ -326,7 +331,10 @@ fn default_leeway() -> u64 {
 impl AccessJwtConfig {
     /// Where the team's signing keys are published.
     pub fn certs_url(&self) -> String {
-        format!("{}/cdn-cgi/access/certs", self.issuer.trim_end_matches('/'))
+        match &self.certs_url {
+            Some(u) => u.clone(),
+            None => format!("{}/cdn-cgi/access/certs", self.issuer.trim_end_matches('/')),
+        }
     }
 }
 

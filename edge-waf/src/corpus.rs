@@ -208,6 +208,10 @@ pub struct Counts {
     pub attacks_blocked: usize,
     pub benign: usize,
     pub benign_blocked: usize,
+    /// Benign requests identical (method, URI, headers, body) to an attack
+    /// request of the same corpus: no WAF can block the one and pass the other.
+    pub benign_twins: usize,
+    pub benign_twins_blocked: usize,
     pub other: usize,
 }
 
@@ -217,6 +221,8 @@ impl Counts {
         self.attacks_blocked += o.attacks_blocked;
         self.benign += o.benign;
         self.benign_blocked += o.benign_blocked;
+        self.benign_twins += o.benign_twins;
+        self.benign_twins_blocked += o.benign_twins_blocked;
         self.other += o.other;
     }
     pub fn tp_rate(&self) -> Option<f64> {
@@ -225,10 +231,44 @@ impl Counts {
     pub fn fp_rate(&self) -> Option<f64> {
         (self.benign > 0).then(|| self.benign_blocked as f64 * 100.0 / self.benign as f64)
     }
+    /// The false-positive rate over the benign requests that have no
+    /// identical attack twin (a breakdown, not the headline rate).
+    pub fn fp_rate_without_twins(&self) -> Option<f64> {
+        let n = self.benign - self.benign_twins;
+        (n > 0).then(|| (self.benign_blocked - self.benign_twins_blocked) as f64 * 100.0 / n as f64)
+    }
+}
+
+/// The outcome of one replayed request.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub group: String,
+    /// `file#test_id`.
+    pub key: String,
+    pub kind: Kind,
+    /// Benign request identical to an attack request of the corpus.
+    pub twin: bool,
+    pub blocked: bool,
+    pub status: Option<u16>,
+    pub score: u32,
+    /// `(rule id, score, location)` of every match.
+    pub matches: Vec<(u32, u32, String)>,
+}
+
+/// What the WAF sees of a request, for finding identical requests.
+fn fingerprint(r: &CorpusRequest) -> (String, String, Vec<(String, String)>, Option<Vec<u8>>) {
+    let mut h: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    h.sort();
+    (r.method.clone(), r.uri.clone(), h, r.body.clone())
 }
 
 pub struct Report {
     pub groups: BTreeMap<String, Counts>,
+    pub outcomes: Vec<Outcome>,
     /// Benign requests that were blocked, and attacks that passed: `file#test`.
     pub false_positives: Vec<String>,
     pub false_negatives: Vec<String>,
@@ -236,9 +276,15 @@ pub struct Report {
 
 /// Replay the requests through the WAF.
 pub fn replay(waf: &Waf, reqs: &[CorpusRequest]) -> Report {
+    let attacks: std::collections::HashSet<_> = reqs
+        .iter()
+        .filter(|r| r.kind == Kind::Attack)
+        .map(fingerprint)
+        .collect();
     let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
     let mut false_positives = Vec::new();
     let mut false_negatives = Vec::new();
+    let mut outcomes = Vec::with_capacity(reqs.len());
     for r in reqs {
         let view = RequestView {
             method: &r.method,
@@ -253,30 +299,73 @@ pub fn replay(waf: &Waf, reqs: &[CorpusRequest]) -> Report {
         let d = waf.inspect(&view);
         let c = groups.entry(r.group.clone()).or_default();
         let ids: Vec<String> = d.matches.iter().map(|m| m.id.to_string()).collect();
+        let key = format!("{}#{}", r.file, r.test_id);
+        let twin = r.kind == Kind::Benign && attacks.contains(&fingerprint(r));
         match r.kind {
             Kind::Attack => {
                 c.attacks += 1;
                 if d.is_blocked() {
                     c.attacks_blocked += 1;
                 } else {
-                    false_negatives.push(format!("{}#{}", r.file, r.test_id));
+                    false_negatives.push(format!("{key} [{}]", ids.join(",")));
                 }
             }
             Kind::Benign => {
                 c.benign += 1;
+                c.benign_twins += usize::from(twin);
                 if d.is_blocked() {
                     c.benign_blocked += 1;
-                    false_positives.push(format!("{}#{} [{}]", r.file, r.test_id, ids.join(",")));
+                    c.benign_twins_blocked += usize::from(twin);
+                    let note = if twin { " (twin of an attack)" } else { "" };
+                    false_positives.push(format!("{key} [{}]{note}", ids.join(",")));
                 }
             }
             Kind::Other => c.other += 1,
         }
+        outcomes.push(Outcome {
+            group: r.group.clone(),
+            key,
+            kind: r.kind,
+            twin,
+            blocked: d.is_blocked(),
+            status: match d.action {
+                edge_waf::Action::Block { status } => Some(status),
+                edge_waf::Action::Allow => None,
+            },
+            score: d.score,
+            matches: d
+                .matches
+                .iter()
+                .map(|m| (m.id, m.score, m.location.clone()))
+                .collect(),
+        });
     }
     Report {
         groups,
+        outcomes,
         false_positives,
         false_negatives,
     }
+}
+
+/// One JSON object per replayed request (for offline analysis).
+pub fn outcomes_jsonl(report: &Report) -> String {
+    let mut s = String::new();
+    for o in &report.outcomes {
+        let line = serde_json::json!({
+            "group": o.group,
+            "key": o.key,
+            "kind": match o.kind { Kind::Attack => "attack", Kind::Benign => "benign", Kind::Other => "other" },
+            "twin": o.twin,
+            "blocked": o.blocked,
+            "status": o.status,
+            "score": o.score,
+            "matches": o.matches.iter().map(|(id, score, loc)| serde_json::json!([id, score, loc])).collect::<Vec<_>>(),
+        });
+        s.push_str(&line.to_string());
+        s.push('\n');
+    }
+    s
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -300,20 +389,32 @@ pub fn render(title: &str, report: &Report) -> String {
     let mut s = String::new();
     s.push_str(&format!("== {title}\n"));
     s.push_str(&format!(
-        "{:<48} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-        "group", "attacks", "blocked", "TP", "benign", "blocked", "FP"
+        "{:<48} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   {:>6} {:>8} {:>8}\n",
+        "group",
+        "attacks",
+        "blocked",
+        "TP",
+        "benign",
+        "blocked",
+        "FP",
+        "twins",
+        "blocked",
+        "FP-twins"
     ));
     let mut total = Counts::default();
     let row = |s: &mut String, name: &str, c: &Counts| {
         s.push_str(&format!(
-            "{:<48} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            "{:<48} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   {:>6} {:>8} {:>8}\n",
             name,
             c.attacks,
             c.attacks_blocked,
             pct(c.tp_rate()),
             c.benign,
             c.benign_blocked,
-            pct(c.fp_rate())
+            pct(c.fp_rate()),
+            c.benign_twins,
+            c.benign_twins_blocked,
+            pct(c.fp_rate_without_twins())
         ));
     };
     for (g, c) in &report.groups {

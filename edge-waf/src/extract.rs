@@ -437,6 +437,192 @@ impl JsonScan<'_> {
     }
 }
 
+/// XML body: text content, CDATA sections and attribute values as argument
+/// values (element and attribute names are the document's schema, not
+/// data); processing instructions other than `<?xml…?>` and document type
+/// declarations are kept whole so code in them and external entities are
+/// still inspected. A document that does not scan as XML is inspected as
+/// raw text instead.
+pub fn parse_xml(input: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIssues) {
+    let start = out.len();
+    if !scan_xml(input, out, limits, issues) {
+        out.truncate(start);
+        out.push(Field {
+            loc: Loc::Body,
+            name: "body".into(),
+            raw: cap(input, limits.max_field_len * 4),
+            plus: false,
+        });
+    }
+}
+
+fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIssues) -> bool {
+    let mut elem: Vec<u8> = Vec::new();
+    let push = |out: &mut Vec<Field>, name: &[u8], v: &[u8], issues: &mut BodyIssues| {
+        let v = trim_ascii(v);
+        if v.is_empty() {
+            return;
+        }
+        if out.len() >= limits.max_args {
+            issues.too_many_args = true;
+            return;
+        }
+        out.push(Field {
+            loc: Loc::ArgValue,
+            name: String::from_utf8_lossy(&name[..name.len().min(128)]).into_owned(),
+            raw: cap(v, limits.max_field_len),
+            plus: false,
+        });
+    };
+    let mut i = 0;
+    let mut saw_element = false;
+    while i < b.len() {
+        let Some(lt) = b[i..].iter().position(|&c| c == b'<').map(|p| p + i) else {
+            push(out, &elem, &b[i..], issues);
+            break;
+        };
+        push(out, &elem, &b[i..lt], issues);
+        let rest = &b[lt..];
+        if rest.starts_with(b"<!--") {
+            match find(b, b"-->", lt + 4) {
+                Some(e) => i = e + 3,
+                None => return false,
+            }
+        } else if rest.starts_with(b"<![CDATA[") {
+            let Some(e) = find(b, b"]]>", lt + 9) else {
+                return false;
+            };
+            push(out, &elem, &b[lt + 9..e], issues);
+            i = e + 3;
+        } else if rest.starts_with(b"<?") {
+            let Some(e) = find(b, b"?>", lt + 2) else {
+                return false;
+            };
+            let target: Vec<u8> = b[lt + 2..e]
+                .iter()
+                .take_while(|c| !c.is_ascii_whitespace())
+                .map(u8::to_ascii_lowercase)
+                .collect();
+            // The XML declaration and style-sheet / XMP packet PIs are markup.
+            if !(target.starts_with(b"xml") || target == b"xpacket") {
+                push(out, b"xml:pi", &b[lt..e + 2], issues);
+            }
+            i = e + 2;
+        } else if rest.starts_with(b"<!") {
+            // DOCTYPE (with an optional internal subset) or another declaration.
+            let mut j = lt + 2;
+            let mut depth = 0usize;
+            let mut quote = 0u8;
+            while j < b.len() {
+                let c = b[j];
+                if quote != 0 {
+                    if c == quote {
+                        quote = 0;
+                    }
+                } else if c == b'"' || c == b'\'' {
+                    quote = c;
+                } else if c == b'[' {
+                    depth += 1;
+                } else if c == b']' {
+                    depth = depth.saturating_sub(1);
+                } else if c == b'>' && depth == 0 {
+                    break;
+                }
+                j += 1;
+            }
+            if j >= b.len() {
+                return false;
+            }
+            push(out, b"xml:doctype", &b[lt..=j], issues);
+            i = j + 1;
+        } else if rest.starts_with(b"</") {
+            let Some(e) = b[lt..].iter().position(|&c| c == b'>') else {
+                return false;
+            };
+            i = lt + e + 1;
+            elem.clear();
+        } else {
+            // start tag: name, then attributes
+            let mut j = lt + 1;
+            let ns = j;
+            while j < b.len() && !b[j].is_ascii_whitespace() && !matches!(b[j], b'>' | b'/') {
+                j += 1;
+            }
+            if j == ns {
+                return false;
+            }
+            saw_element = true;
+            elem.clear();
+            elem.extend_from_slice(&b[ns..j]);
+            loop {
+                while j < b.len() && b[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                match b.get(j) {
+                    None => return false,
+                    Some(b'>') => {
+                        j += 1;
+                        break;
+                    }
+                    Some(b'/') if b.get(j + 1) == Some(&b'>') => {
+                        j += 2;
+                        break;
+                    }
+                    Some(_) => {}
+                }
+                let an = j;
+                while j < b.len()
+                    && !matches!(b[j], b'=' | b'>' | b'/')
+                    && !b[j].is_ascii_whitespace()
+                {
+                    j += 1;
+                }
+                if j == an {
+                    return false;
+                }
+                while j < b.len() && b[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if b.get(j) != Some(&b'=') {
+                    continue; // attribute without a value
+                }
+                j += 1;
+                while j < b.len() && b[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                let q = match b.get(j) {
+                    Some(&q) if q == b'"' || q == b'\'' => q,
+                    _ => return false,
+                };
+                let Some(e) = b[j + 1..].iter().position(|&c| c == q).map(|p| p + j + 1) else {
+                    return false;
+                };
+                let name = b[an..]
+                    .iter()
+                    .take_while(|c| !c.is_ascii_whitespace() && **c != b'=')
+                    .count();
+                let attr = [&elem[..], b"@", &b[an..an + name]].concat();
+                push(out, &attr, &b[j + 1..e], issues);
+                j = e + 1;
+            }
+            i = j;
+        }
+    }
+    saw_element
+}
+
+fn trim_ascii(v: &[u8]) -> &[u8] {
+    let s = v
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |p| p + 1);
+    &v[s..e]
+}
+
 /// Extract a parameter (e.g. `boundary`, `charset`) from a header value.
 pub fn header_param<'a>(value: &'a str, param: &str) -> Option<&'a str> {
     for part in value.split(';').skip(1) {
@@ -604,6 +790,36 @@ mod tests {
         let mut issues = BodyIssues::default();
         parse_json(b"{nope", false, &mut out, &l, &mut issues);
         assert!(issues.json_invalid);
+    }
+
+    #[test]
+    fn xml_values_not_names() {
+        let l = Limits::default();
+        let mut out = vec![];
+        let mut issues = BodyIssues::default();
+        parse_xml(
+            b"<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><java.lang.Runtime a=\"v1\" b='v2'>t1<![CDATA[c<1>]]><?php echo 1; ?><!-- c --><e/></java.lang.Runtime>",
+            &mut out,
+            &l,
+            &mut issues,
+        );
+        let vals: Vec<&[u8]> = out.iter().map(|f| f.raw.as_slice()).collect();
+        assert_eq!(
+            vals,
+            vec![
+                &b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>"[..],
+                b"v1",
+                b"v2",
+                b"t1",
+                b"c<1>",
+                b"<?php echo 1; ?>"
+            ]
+        );
+        assert!(out.iter().all(|f| f.loc == Loc::ArgValue));
+        out.clear();
+        parse_xml(b"not <xml", &mut out, &l, &mut issues);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].loc, Loc::Body);
     }
 
     #[test]

@@ -404,8 +404,15 @@ impl Waf {
             {
                 continue;
             }
+            // Upload helpers send the file name in a header
+            // (`X-Filename`, `X-File-Name`, `X_Filename`...).
+            let loc = if is_filename_header(&lk) {
+                Loc::Filename
+            } else {
+                Loc::Header
+            };
             fields.push(Field {
-                loc: Loc::Header,
+                loc,
                 name: lk,
                 raw: v.as_bytes()[..v.len().min(limits.max_field_len)].to_vec(),
                 plus: false,
@@ -434,11 +441,12 @@ impl Waf {
                     limits,
                     &mut issues,
                 ),
-                BodyKind::Xml | BodyKind::Other => {
-                    if media.is_empty() {
-                        // No type: read it as a form too.
-                        extract::parse_urlencoded(body, &mut fields, limits, &mut issues);
-                    }
+                BodyKind::Xml => extract::parse_xml(body, &mut fields, limits, &mut issues),
+                BodyKind::Other if media.is_empty() => {
+                    // No type: servers read it as a form.
+                    extract::parse_urlencoded(body, &mut fields, limits, &mut issues)
+                }
+                BodyKind::Other => {
                     fields.push(Field {
                         loc: Loc::Body,
                         name: "body".into(),
@@ -485,6 +493,7 @@ impl Waf {
             }
             self.inspect_field(f, &npath, &excl, &mut scratch, &mut acc);
         }
+        self.session_fixation(req, &fields, &excl, &mut acc);
         if npath.traversal || npath.dotdot > 0 && raw_path.contains('%') {
             acc.add(930110, Family::Lfi, rules::CRITICAL, "path".into());
         }
@@ -542,6 +551,53 @@ impl Waf {
             (400, Reason::ProtocolViolation)
         };
         self.block(acc, status, reason)
+    }
+
+    /// A session identifier passed as an argument, with no `Referer` or
+    /// one from another host: the classic session fixation set-up.
+    fn session_fixation(
+        &self,
+        req: &RequestView<'_>,
+        fields: &[Field],
+        excl: &[&Exclusion],
+        acc: &mut Acc<'_>,
+    ) {
+        let Some(f) = fields
+            .iter()
+            .find(|f| f.loc == Loc::ArgName && rules::session_param_name(&f.name))
+        else {
+            return;
+        };
+        let skipped = excl.iter().any(|e| {
+            (e.fields.is_empty() || e.fields.iter().any(|x| x == "*" || *x == f.name))
+                && ((e.families.is_empty() && e.rules.is_empty())
+                    || e.families.contains(&Family::SessionFixation))
+        });
+        if skipped {
+            return;
+        }
+        let host = Self::header(req, "host").map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            match h.rsplit_once(':') {
+                Some((a, p)) if !a.ends_with(':') && p.bytes().all(|c| c.is_ascii_digit()) => {
+                    a.to_string()
+                }
+                _ => h,
+            }
+        });
+        let id = match Self::header(req, "referer") {
+            None => 943120,
+            Some(r) => match (rules::url_host(r), host) {
+                (Some(rh), Some(h)) if rh == h => return,
+                _ => 943110,
+            },
+        };
+        acc.add(
+            id,
+            Family::SessionFixation,
+            rules::CRITICAL,
+            format!("{}:{}", Loc::ArgName.as_str(), f.name),
+        );
     }
 
     fn protocol_checks(
@@ -932,6 +988,13 @@ impl Waf {
             }
         }
     }
+}
+
+/// Header names that carry an uploaded file's name.
+fn is_filename_header(lk: &str) -> bool {
+    let n = lk.strip_prefix("x").unwrap_or(lk);
+    let n: String = n.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    n == "filename" || n == "uploadfilename" || n == "fileupload"
 }
 
 /// A raw value whose normalised forms are just its lowercase: nothing to

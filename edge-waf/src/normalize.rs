@@ -89,6 +89,56 @@ pub fn percent_decode_pass(input: &[u8], plus: bool, flags: &mut DecodeFlags) ->
     (out, changed)
 }
 
+/// One pass of JavaScript/JSON-style escape decoding: `\\uXXXX`,
+/// `\\u{X…}` and `\\xXX` (what a browser or Node.js would execute); other
+/// backslashes are kept. Never lengthens the value.
+pub fn js_decode_pass(input: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::with_capacity(input.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'\\' && i + 3 < input.len() {
+            let n = input[i + 1];
+            let hexn = |s: &[u8]| -> Option<u32> {
+                s.iter()
+                    .try_fold(0u32, |a, &c| hex_val(c).map(|v| (a << 4) | u32::from(v)))
+            };
+            if (n == b'x' || n == b'X') && i + 3 < input.len() {
+                if let Some(v) = hexn(&input[i + 2..i + 4]) {
+                    push_char(&mut out, char::from_u32(v).unwrap_or('\u{fffd}'));
+                    changed = true;
+                    i += 4;
+                    continue;
+                }
+            } else if n == b'u' || n == b'U' {
+                if input[i + 2] == b'{' {
+                    if let Some(e) = input[i + 3..].iter().take(7).position(|&c| c == b'}') {
+                        if e > 0 {
+                            if let Some(v) = hexn(&input[i + 3..i + 3 + e]) {
+                                push_char(&mut out, char::from_u32(v).unwrap_or('\u{fffd}'));
+                                changed = true;
+                                i += 4 + e;
+                                continue;
+                            }
+                        }
+                    }
+                } else if i + 5 < input.len() {
+                    if let Some(v) = hexn(&input[i + 2..i + 6]) {
+                        push_char(&mut out, char::from_u32(v).unwrap_or('\u{fffd}'));
+                        changed = true;
+                        i += 6;
+                        continue;
+                    }
+                }
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    (out, changed)
+}
+
 fn named_entity(name: &str) -> Option<char> {
     Some(match name {
         "lt" => '<',
@@ -221,6 +271,9 @@ fn fold_char(c: char) -> char {
         0x201C | 0x201D | 0x2033 => '"',
         0x2460..=0x2468 => char::from_u32(c as u32 - 0x2460 + u32::from(b'1')).unwrap_or(c),
         0x24EA => '0',
+        // circled letters
+        0x24B6..=0x24CF => char::from_u32(c as u32 - 0x24B6 + u32::from(b'a')).unwrap_or(c),
+        0x24D0..=0x24E9 => char::from_u32(c as u32 - 0x24D0 + u32::from(b'a')).unwrap_or(c),
         _ => c,
     };
     c.to_ascii_lowercase()
@@ -256,6 +309,16 @@ pub fn normalize(raw: &[u8], plus: bool, max_len: usize, max_passes: usize) -> N
             }
         }
         first = false;
+        if cur
+            .windows(2)
+            .any(|w| w[0] == b'\\' && matches!(w[1], b'u' | b'U' | b'x' | b'X'))
+        {
+            let (next, changed) = js_decode_pass(&cur);
+            if changed {
+                cur = next;
+                changed_any = true;
+            }
+        }
         if cur.contains(&b'&') {
             let s = String::from_utf8_lossy(&cur);
             let (next, changed) = entity_decode_pass(&s);
@@ -415,6 +478,8 @@ mod tests {
         assert_eq!(n.text, "<svg onload=1");
         let n = normalize("&#x3C;IMG&colon;&lt;\u{ff1c}".as_bytes(), false, 1000, 4);
         assert_eq!(n.text, "<img:<<");
+        let n = normalize(br"c\u006fnsole\x2elog\u{28}", false, 1000, 4);
+        assert_eq!(n.text, "console.log(");
         let n = normalize(b"a%00b", false, 1000, 4);
         assert_eq!(n.text, "ab");
         assert!(n.flags.nul);

@@ -27,6 +27,10 @@ struct Args {
     /// Also list the blocked benign and the missed attack requests.
     #[arg(long)]
     verbose: bool,
+    /// Write one JSON line per replayed request (rules, scores, locations)
+    /// to this file; with several corpora, each corpus appends its lines.
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = &args.jsonl {
+        if let Err(e) = std::fs::write(path, "") {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     for dir in &args.corpus {
         let (reqs, problems) = match corpus::load(dir) {
             Ok(x) => x,
@@ -68,6 +78,17 @@ fn main() -> ExitCode {
                 &report
             )
         );
+        if let Some(path) = &args.jsonl {
+            use std::io::Write as _;
+            let written = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(corpus::outcomes_jsonl(&report).as_bytes()));
+            if let Err(e) = written {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
         if args.verbose {
             for fp in &report.false_positives {
                 println!("FP {fp}");
@@ -78,5 +99,10 @@ fn main() -> ExitCode {
         }
         println!();
     }
+    println!(
+        "TP: attacks (expect_ids) blocked. FP: benign fixtures (only no_expect_ids) blocked, \
+         over all benign fixtures. twins: benign fixtures identical (method, URI, headers, body) \
+         to an attack fixture of the same corpus; FP-twins: FP over the benign fixtures without a twin."
+    );
     ExitCode::SUCCESS
 }

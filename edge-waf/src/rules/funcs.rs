@@ -25,12 +25,20 @@ pub fn shell_form(text: &str) -> String {
                 } else if rest.starts_with(b"ifs") {
                     out.push(b' ');
                     i += 4;
-                } else if rest
-                    .first()
-                    .is_some_and(|c| matches!(c, b'@' | b'*' | b'#' | b'!' | b'-' | b'_'))
-                    || rest.starts_with(b"()")
+                } else if rest.first().is_some_and(|c| {
+                    matches!(c, b'@' | b'*' | b'#' | b'!' | b'-' | b'_' | b'?' | b'$')
+                }) || rest.starts_with(b"()")
                 {
                     i += if rest.starts_with(b"()") { 3 } else { 2 };
+                } else if out.last().is_some_and(|c| c.is_ascii_alphanumeric())
+                    && rest.first().is_some_and(|c| c.is_ascii_alphabetic())
+                {
+                    // `sh$XX`: an undefined variable inside a word is empty
+                    let n = rest
+                        .iter()
+                        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                        .count();
+                    i += 1 + n;
                 } else if rest.first().is_some_and(|c| c.is_ascii_digit())
                     && !rest.get(1).is_some_and(|c| c.is_ascii_alphanumeric())
                 {
@@ -42,6 +50,9 @@ pub fn shell_form(text: &str) -> String {
             }
             b'`' if b.get(i + 1) == Some(&b'`') => {
                 i += 2;
+            }
+            b'<' | b'>' if b[i + 1..].starts_with(b"()") => {
+                i += 3;
             }
             b'[' => {
                 // a bracket expression inside a word: `bi[n]`, `[a-z]in`
@@ -162,119 +173,236 @@ pub fn base64_variants(keywords: &[&str]) -> Vec<String> {
     pats
 }
 
-/// Numeric IPv4 forms that are not plain dotted decimal (`2130706433`,
-/// `0x7f000001`, `0177.0.0.1`) or special addresses.
+/// An IPv4 address written in inet_aton style: 1 to 4 parts, each decimal,
+/// octal (`0` prefix) or hex (`0x`); `None` when it is not one or overflows.
+fn inet_aton(host: &str) -> Option<(u64, bool)> {
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut vals = Vec::with_capacity(4);
+    let mut canonical = parts.len() == 4;
+    for p in &parts {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x") {
+            canonical = false;
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            canonical = false;
+            (&p[1..], 8)
+        } else {
+            (*p, 10)
+        };
+        if digits.is_empty() && radix != 16 && !p.is_empty() {
+            vals.push(0u64);
+            continue;
+        }
+        if digits.is_empty() || digits.len() > 20 {
+            return None;
+        }
+        // Too long for u64: certainly an overflow trick.
+        let v = u128::from_str_radix(digits, radix).ok()?;
+        vals.push(u64::try_from(v).unwrap_or(u64::MAX));
+    }
+    let n = vals.len();
+    let mut addr: u64 = 0;
+    for (i, v) in vals.iter().enumerate() {
+        let last = i == n - 1;
+        if !last {
+            if *v > 255 {
+                return Some((u64::MAX, false));
+            }
+            addr |= v << (8 * (3 - i));
+        } else {
+            addr |= *v;
+        }
+    }
+    if vals.iter().take(n - 1).any(|v| *v > 255) || (canonical && vals[n - 1] > 255) {
+        canonical = false;
+    }
+    Some((addr, canonical))
+}
+
+fn private_v4(a: u32) -> bool {
+    let o = a.to_be_bytes();
+    matches!(
+        (o[0], o[1]),
+        (127, _) | (0, _) | (169, 254) | (10, _) | (192, 168) | (100, 100)
+    ) || (o[0] == 172 && (16..32).contains(&o[1]))
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+        || a == u32::from_be_bytes([192, 0, 0, 192])
+}
+
+/// Host names that resolve to the local machine, containers' hosts or
+/// cloud metadata services.
+fn local_name(host: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "localhost",
+        "localhost4",
+        "localhost6",
+        "ip6-localhost",
+        "ip6-loopback",
+        "ipv6-localhost",
+        "ipv6-loopback",
+        "metadata",
+        "instance-data",
+        "metadata.google.internal",
+        "metadata.azure.com",
+        "metadata.packet.net",
+        "metadata.platformequinix.com",
+        "metadata.tencentyun.com",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "localtest.me",
+        "lvh.me",
+        "0",
+    ];
+    const SUFFIX: &[&str] = &[
+        ".localhost",
+        ".localdomain",
+        ".localdomain4",
+        ".localdomain6",
+        ".internal",
+        ".svc.cluster.local",
+        ".localtest.me",
+        ".lvh.me",
+    ];
+    EXACT.contains(&host)
+        || SUFFIX.iter().any(|s| host.ends_with(s))
+        || host.starts_with("localhost.")
+}
+
+/// Is this URL host (name, IPv4 in any inet_aton form, or `[IPv6]`) a
+/// loopback, private, link-local or metadata address, or an obfuscated
+/// numeric form (integer, hex, octal, overflowing)?
 fn dangerous_host(host: &str) -> bool {
     let host = host.trim_end_matches('.');
     if host.is_empty() {
         return false;
     }
-    if host.starts_with('[') || host.contains("::") {
-        // IPv6 literal: loopback, mapped, unspecified, link-local, AWS IMDS
-        let h = host.trim_start_matches('[').trim_end_matches(']');
-        return h == "::1"
-            || h == "::"
-            || h.contains("ffff:")
-            || h.starts_with("0:0:0:0:0:")
-            || h.starts_with("fe80")
-            || h.starts_with("fd00:ec2")
-            || h.contains("169.254.")
-            || h.contains("127.0.0.1");
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.trim_end_matches(']');
+        let inner = inner.split('%').next().unwrap_or(inner);
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            // Only global unicast (2000::/3) is an ordinary destination.
+            Ok(a) => !(0x2000..0x4000).contains(&a.segments()[0]),
+            Err(_) => false,
+        };
     }
-    if matches!(
-        host,
-        "localhost"
-            | "metadata.google.internal"
-            | "metadata"
-            | "instance-data"
-            | "metadata.azure.com"
-            | "kubernetes.default.svc"
-    ) || host.ends_with(".localhost")
-        || host.ends_with(".localdomain")
-        || host.starts_with("localhost.")
-        || host.ends_with(".internal")
-    {
+    if local_name(host) {
         return true;
     }
-    let parts: Vec<&str> = host.split('.').collect();
-    let numeric = parts.iter().all(|p| {
+    let numeric = host.split('.').all(|p| {
         !p.is_empty()
             && (p.bytes().all(|c| c.is_ascii_digit())
-                || (p.starts_with("0x")
-                    && p.len() > 2
-                    && p[2..].bytes().all(|c| c.is_ascii_hexdigit())))
+                || (p.starts_with("0x") && p[2..].bytes().all(|c| c.is_ascii_hexdigit())))
     });
     if !numeric {
         return false;
     }
-    if parts.len() != 4
-        || parts
-            .iter()
-            .any(|p| p.starts_with("0x") || (p.len() > 1 && p.starts_with('0')))
-    {
-        return true; // integer, hex or octal obfuscation
+    match inet_aton(host) {
+        Some((a, true)) => u32::try_from(a).map_or(true, private_v4),
+        // integer, hex, octal or overflowing forms are obfuscation
+        Some((_, false)) | None => true,
     }
-    let oct: Vec<u32> = parts.iter().filter_map(|p| p.parse().ok()).collect();
-    if oct.len() != 4 || oct.iter().any(|&o| o > 255) {
-        return true;
-    }
-    matches!(
-        (oct[0], oct[1]),
-        (127, _) | (0, _) | (169, 254) | (10, _) | (192, 168) | (100, 100)
-    ) || (oct[0] == 172 && (16..32).contains(&oct[1]))
 }
 
-/// A URL (or `scheme:host`) in the value pointing at loopback, private,
-/// link-local or cloud metadata addresses, or at an obfuscated IP form.
+/// URL schemes that reach a host even without `//` (`http:2130706433`).
+const SCHEMES: &[&str] = &[
+    "http",
+    "https",
+    "ftp",
+    "ftps",
+    "sftp",
+    "gopher",
+    "dict",
+    "file",
+    "ldap",
+    "ldaps",
+    "tftp",
+    "ssh",
+    "telnet",
+    "smb",
+    "rtmp",
+    "imap",
+    "pop3",
+    "smtp",
+    "irc",
+    "acap",
+    "rsync",
+    "xri",
+    "jar",
+    "netdoc",
+    "local_file",
+    "git",
+];
+
+/// Keywords that gate [`ssrf_target`].
+pub const SSRF_KEYWORDS: &[&str] = &[
+    ":/",
+    ":\\",
+    "http:",
+    "https:",
+    "ftp:",
+    "gopher:",
+    "dict:",
+    "file:",
+    "ldap:",
+    "tftp:",
+    "localhost",
+    "loopback",
+    "internal",
+    "localtest",
+    "lvh.me",
+    ".local",
+    "metadata",
+    "instance-data",
+    "kubernetes",
+];
+
+/// A URL in the value (or a value that starts with a host name and a
+/// path) pointing at loopback, private, link-local or cloud metadata
+/// addresses, or at an obfuscated numeric IP form.
 pub fn ssrf_target(text: &str) -> bool {
+    // `\l\o\c\a\l\h\o\s\t` and `http:\\host` tricks
     let t: String = text.chars().filter(|&c| c != '\\').collect();
-    // bare `localhost/...` values
-    let bare = t.trim_start_matches(|c: char| c.is_ascii_whitespace());
-    let host_part = bare.split(['/', '?', ' ']).next().unwrap_or("");
-    if bare.len() > host_part.len()
-        && !host_part.is_empty()
-        && !host_part
-            .bytes()
-            .all(|c| c.is_ascii_digit() || c == b'.' || c == b':')
-    {
-        // `host.containers.internal/`, `ip6-loopback/`: a bare host name
-        let h = host_part.split(':').next().unwrap_or(host_part);
-        if dangerous_host(h)
-            || matches!(
-                h,
-                "ip6-loopback" | "ip6-localhost" | "ipv6-loopback" | "ipv6-localhost" | "0"
-            )
+    let had_backslash = t.len() != text.len();
+    // A bare `host/path` or `host:port/path` value.
+    let bare = t.trim_start();
+    if let Some(end) = bare.find('/') {
+        let hp = &bare[..end];
+        let h = hp.split(':').next().unwrap_or(hp);
+        if !h.is_empty()
+            && h.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+            && !h.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+            && dangerous_host(h)
         {
             return true;
         }
     }
-    let bare = bare
-        .strip_prefix("ipv6-")
-        .or_else(|| bare.strip_prefix("ip6-"))
-        .unwrap_or(bare);
-    if let Some(rest) = bare.strip_prefix("localhost") {
-        let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-        if rest.is_empty() || rest.starts_with(['/', ':', '.']) {
-            return true;
-        }
-    }
+    let b = t.as_bytes();
     let mut from = 0;
     while let Some(p) = t[from..].find(':') {
         let colon = from + p;
         from = colon + 1;
-        // scheme: letters/digits/+-._ immediately before the colon
-        let scheme_start = t[..colon]
-            .char_indices()
-            .rev()
-            .take_while(|(_, c)| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_'))
-            .last()
-            .map(|(i, _)| i);
-        let Some(ss) = scheme_start else { continue };
+        let ss = t[..colon]
+            .bytes()
+            .rposition(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'_')))
+            .map_or(0, |i| i + 1);
         let scheme = &t[ss..colon];
-        if scheme.is_empty() || !scheme.as_bytes()[0].is_ascii_alphabetic() || scheme.len() > 12 {
+        if scheme.is_empty() || scheme.len() > 12 || !b[ss].is_ascii_alphabetic() {
             continue;
         }
-        let after = t[colon + 1..].trim_start_matches('/');
+        // the scheme must start the value or follow a delimiter, not a dot
+        if ss > 0 && matches!(b[ss - 1], b'.' | b'@') {
+            continue;
+        }
+        let rest = &t[colon + 1..];
+        let after = rest.trim_start_matches('/');
+        let slashes = rest.len() - after.len();
+        if slashes == 0 && !had_backslash && !SCHEMES.contains(&scheme) {
+            continue;
+        }
         let host_end = after
             .find(['/', '?', '#', ' ', '"', '\'', '<', '>'])
             .unwrap_or(after.len());
@@ -288,18 +416,131 @@ pub fn ssrf_target(text: &str) -> bool {
         } else {
             hostport.split(':').next().unwrap_or(hostport)
         };
+        if slashes == 0
+            && !had_backslash
+            && !host.starts_with('[')
+            && !host
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b'x')
+        {
+            // `http:name` without `//` is a relative reference, not a host
+            continue;
+        }
         if dangerous_host(host) {
             return true;
+        }
+        // Parser differentials: `http://a.com:80 &@b.com# @127.0.0.1/`.
+        let tail = &after[..after.len().min(256)];
+        for (i, _) in tail.match_indices('@').take(8) {
+            let h = &tail[i + 1..];
+            let e = h
+                .find(|c: char| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+                })
+                .unwrap_or(h.len());
+            let h = &h[..e];
+            let h = if h.starts_with('[') {
+                h
+            } else {
+                h.split(':').next().unwrap_or(h)
+            };
+            if dangerous_host(h) {
+                return true;
+            }
         }
     }
     false
 }
 
+/// Package managers whose `install`-like subcommands are commands.
+const PACKAGE_MANAGERS: &[&str] = &[
+    "pip",
+    "pip2",
+    "pip3",
+    "pipx",
+    "npm",
+    "npx",
+    "yarn",
+    "pnpm",
+    "gem",
+    "apt",
+    "apt-get",
+    "aptitude",
+    "yum",
+    "dnf",
+    "apk",
+    "pacman",
+    "zypper",
+    "brew",
+    "composer",
+    "easy_install",
+];
+
+/// Commands that run the command after them (`time ifconfig`, `strace id`).
+const PREFIXES: &[&str] = &[
+    "time",
+    "nohup",
+    "sudo",
+    "doas",
+    "exec",
+    "command",
+    "builtin",
+    "nice",
+    "stdbuf",
+    "setsid",
+    "xargs",
+    "strace",
+    "ltrace",
+    "env",
+    "timeout",
+    "watch",
+    "chroot",
+    "busybox",
+    "unbuffer",
+    "torsocks",
+    "proxychains",
+    "proxychains4",
+    "runuser",
+    "ionice",
+    "taskset",
+    "flock",
+    "catchsegv",
+];
+
+/// A token that names a file (`recipe.rb`, `site.yml`), not a number.
+fn file_like(t: &str) -> bool {
+    let t = t.trim_matches(|c: char| c == '"' || c == '\'');
+    match t.rsplit_once('.') {
+        Some((name, ext)) => {
+            !name.is_empty()
+                && name.bytes().any(|c| c.is_ascii_alphabetic())
+                && (1..=5).contains(&ext.len())
+                && ext.bytes().all(|c| c.is_ascii_alphanumeric())
+                && ext.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+        }
+        None => false,
+    }
+}
+
+/// The word at the start of `rest` (letters, digits, `_-.+`), with a
+/// trailing version (`python3.10`) dropped when the base is a command.
+fn command_word<'a>(rest: &'a str, sets: &Sets) -> (&'a str, &'a str) {
+    let wend = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
+        .unwrap_or(rest.len());
+    let word = &rest[..wend];
+    let base = word.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let word = if !base.is_empty() && base != word && sets.known(base) {
+        base
+    } else {
+        word
+    };
+    (word, &rest[wend..])
+}
+
 /// A command word at the start of a value, or after a shell separator,
-/// followed by something that makes it a command line. `words` must be
-/// lowercase. `bare` words also match on their own.
+/// followed by something that makes it a command line.
 fn command_at(text: &str, sets: &Sets) -> bool {
-    let (bare, words) = (&sets.bare, &sets.words);
     let b = text.as_bytes();
     let mut starts: Vec<usize> = vec![0];
     for (i, &c) in b.iter().enumerate() {
@@ -315,42 +556,43 @@ fn command_at(text: &str, sets: &Sets) -> bool {
             .get(start..)
             .unwrap_or("")
             .trim_start_matches([' ', '\t', '(', '{', '!']);
-        // command prefixes: `time ifconfig`, `sudo -u x id`, `nohup sh`
+        // Undefined variables expand to nothing: `$u wget`, `;$a cat x`.
+        for _ in 0..3 {
+            let Some(v) = rest.strip_prefix('$') else {
+                break;
+            };
+            let n = v
+                .bytes()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                .count();
+            if n == 0 || !v[n..].starts_with([' ', '\t']) {
+                break;
+            }
+            rest = v[n..].trim_start();
+        }
+        // Command prefixes: `time ifconfig`, `sudo -u x id`, `nohup sh`.
+        let mut prefixed = false;
         for _ in 0..3 {
             let Some((w, tail)) = rest.split_once(' ') else {
                 break;
             };
-            if matches!(
-                w,
-                "time"
-                    | "nohup"
-                    | "sudo"
-                    | "doas"
-                    | "exec"
-                    | "command"
-                    | "builtin"
-                    | "nice"
-                    | "stdbuf"
-                    | "setsid"
-                    | "xargs"
-            ) && !tail.is_empty()
-            {
-                let t = tail.trim_start();
-                let t = if w == "sudo" {
-                    t.trim_start_matches(|c: char| c == '-' || c.is_ascii_alphanumeric())
-                        .trim_start()
-                } else {
-                    t
-                };
-                if t.is_empty() || t.starts_with('-') {
-                    break;
-                }
-                rest = t;
-            } else {
+            if !PREFIXES.contains(&w) || tail.is_empty() {
                 break;
             }
+            let t = tail.trim_start();
+            let t = if w == "sudo" || w == "timeout" {
+                t.trim_start_matches(|c: char| c == '-' || c.is_ascii_alphanumeric())
+                    .trim_start()
+            } else {
+                t
+            };
+            if t.is_empty() || t.starts_with('-') {
+                break;
+            }
+            rest = t;
+            prefixed = true;
         }
-        // optional path prefix: /bin/, /usr/bin/, ./
+        // Optional path prefix: /bin/, /usr/bin/, ./
         let rest = match rest.rfind('/') {
             Some(p)
                 if rest[..p]
@@ -363,59 +605,78 @@ fn command_at(text: &str, sets: &Sets) -> bool {
             }
             _ => rest,
         };
-        let wend = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
-            .unwrap_or(rest.len());
-        let word = &rest[..wend];
-        if word.is_empty() {
+        let (word, after) = command_word(rest, sets);
+        if word.is_empty() || !sets.known(word) {
             continue;
         }
-        // `python3.10` -> `python`
-        let word = match word.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.') {
-            w if !w.is_empty() && (bare.contains(&w) || words.contains(&w)) => w,
-            _ => word,
-        };
-        let after = &rest[wend..];
-        let ambiguous = words.contains(&word) || sets.ambiguous.contains(&word);
-        if !ambiguous && bare.contains(&word) {
-            let a = after.trim_start();
-            // At the very start of a value a lone word may be a name
-            // ("Axel Smith"): require a command-like argument or a strict,
-            // unmistakable command there. After a shell separator, any use.
-            let at_start = start == 0;
-            if after.is_empty() {
-                if !at_start || sets.strict.contains(&word) {
-                    return true;
-                }
-            } else if after.starts_with([';', '|', '&', '<', '>', '`', ')', '$', '\n']) {
-                return true;
-            } else if after.starts_with([' ', '\t']) {
-                if !at_start {
-                    if a.split_whitespace().count() <= 6 {
-                        return true;
-                    }
-                } else if a.is_empty() {
-                    if sets.strict.contains(&word) {
-                        return true;
-                    }
-                } else if a.starts_with([
-                    '-', '/', '~', '$', '.', '\'', '"', '<', '>', '|', ';', '&', '`',
-                ]) || a.bytes().next().is_some_and(|c| c.is_ascii_digit())
-                    || a.split_whitespace()
-                        .next()
-                        .is_some_and(|t| t.contains('.') || t.contains("://"))
-                    || sets.strict.contains(&word)
-                {
-                    return true;
-                }
-            }
+        if prefixed {
+            return true;
         }
-        if ambiguous && (bare.contains(&word) || words.contains(&word)) {
-            let a = after.trim_start();
-            if !after.starts_with([' ', '\t']) {
+        let a = after.trim_start();
+        let spaced = after.starts_with([' ', '\t']);
+        let tokens: Vec<&str> = a.split_whitespace().take(6).collect();
+        let first = tokens.first().copied().unwrap_or("");
+        let at_start = start == 0;
+        let ambiguous = sets.words.contains(word) || sets.ambiguous.contains(word);
+        if ambiguous {
+            // `;ps`, `|env`, `` `who` ``: a lone command after a shell
+            // separator (not `&`, which prose uses); `cat<<<x` here-strings.
+            let sep = start > 0 && matches!(b[start - 1], b';' | b'|' | b'`' | b'\n' | b'\r');
+            if after.starts_with("<<<")
+                || (sep && (after.trim().is_empty() || after.starts_with([';', '|', '`'])))
+            {
+                return true;
+            }
+            if !spaced {
                 continue;
             }
-            if a.starts_with(['-', '/', '~', '$', '<', '>', '|', ';', '&', '`', '.', '*']) {
+            if a.starts_with(['-', '/', '~', '$', '<', '>', '|', ';', '&', '`', '.', '*'])
+                || first.contains("://")
+                || (PACKAGE_MANAGERS.contains(&word)
+                    && matches!(first, "install" | "i" | "add" | "download"))
+            {
+                return true;
+            }
+            continue;
+        }
+        // An unambiguous command name.
+        if after.is_empty() {
+            // At the very start of a value a lone word may be a name or a
+            // field value: only strict, unmistakable commands count there.
+            if !at_start || sets.strict.contains(word) {
+                return true;
+            }
+        } else if after.starts_with([';', '|', '&', '<', '>', '`', ')', '$', '\n']) {
+            return true;
+        } else if spaced {
+            if !at_start {
+                if tokens.len() <= 6 {
+                    return true;
+                }
+            } else if a.is_empty() {
+                if sets.strict.contains(word) {
+                    return true;
+                }
+            } else if a.starts_with([
+                '-', '/', '~', '$', '.', '\'', '"', '<', '>', '|', ';', '&', '`',
+            ]) || a.bytes().next().is_some_and(|c| c.is_ascii_digit())
+                || sets.strict.contains(word)
+                || first.contains("://")
+                || tokens
+                    .iter()
+                    .skip(1)
+                    .any(|t| t.starts_with('-') && t.len() > 1)
+                || tokens
+                    .iter()
+                    .take(4)
+                    .any(|t| file_like(t) || t.contains('/'))
+                || (sets.bare.contains(first) && !sets.ambiguous.contains(first))
+                || (PACKAGE_MANAGERS.contains(&word)
+                    && matches!(
+                        first,
+                        "install" | "uninstall" | "download" | "add" | "remove"
+                    ))
+            {
                 return true;
             }
         }
@@ -425,6 +686,27 @@ fn command_at(text: &str, sets: &Sets) -> bool {
 
 /// Unix commands that are unambiguous on their own.
 const UNIX_BARE: &[&str] = &[
+    "ansible",
+    "ansible-doc",
+    "ansible-runner",
+    "chef",
+    "chef-client",
+    "rmt",
+    "rmt-tar",
+    "rmt-dump",
+    "aa-disable",
+    "aa-enable",
+    "aa-status",
+    "aa-exec",
+    "aptitude",
+    "uconv",
+    "pipx",
+    "htop",
+    "btop",
+    "bcdboot",
+    "bcdedit",
+    "regedit",
+    "uuencode",
     "whoami",
     "uname",
     "ifconfig",
@@ -915,13 +1197,26 @@ const STRICT: &[&str] = &[
     "ansible-config",
     "chef-shell",
     "cscli",
-    "lastlog",
-    "lastlogin",
 ];
 
 /// Command names that are also common words: they need an option, path
 /// or redirection after them.
 const AMBIGUOUS: &[&str] = &[
+    "chef",
+    "dig",
+    "knife",
+    "chisel",
+    "latex",
+    "tex",
+    "nano",
+    "touch",
+    "reboot",
+    "shutdown",
+    "poweroff",
+    "yelp",
+    "gimp",
+    "pry",
+    "rake",
     "ll",
     "column",
     "bridge",
@@ -1067,6 +1362,12 @@ struct Sets {
     strict: HashSet<&'static str>,
 }
 
+impl Sets {
+    fn known(&self, w: &str) -> bool {
+        self.bare.contains(w) || self.words.contains(w)
+    }
+}
+
 fn sets() -> &'static Sets {
     static SETS: OnceLock<Sets> = OnceLock::new();
     SETS.get_or_init(|| Sets {
@@ -1081,9 +1382,77 @@ pub fn unix_command(shell: &str) -> bool {
     command_at(shell, sets())
 }
 
+/// [`unix_command`] for argument names: a name is a single identifier, so
+/// only a name that also contains spaces or shell syntax can be a command line.
+pub fn unix_command_line(shell: &str) -> bool {
+    shell.contains([' ', '\t', ';', '|', '&', '`', '$', '(', '\n', '<', '>'])
+        && command_at(shell, sets())
+}
+
 /// A path segment naming a dotfile or dot-directory (`/.git/`, `/.env`,
 /// `/.cursor/mcp.json`), except `/.well-known/`.
 pub fn dot_segment(path: &str) -> bool {
-    path.split('/')
-        .any(|seg| seg.len() > 1 && seg.starts_with('.') && seg != ".." && seg != ".well-known")
+    path.split('/').any(|seg| {
+        seg.len() > 1 && seg.starts_with('.') && !seg.starts_with("..") && seg != ".well-known"
+    })
+}
+
+/// Session identifier names of common web frameworks (as query, form or
+/// JSON argument names, where they enable session fixation).
+pub fn session_param_name(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "jsessionid",
+        "phpsessid",
+        "phpsession",
+        "sessionid",
+        "session-id",
+        "session_id",
+        "_session_id",
+        "sessid",
+        "asp.net_sessionid",
+        "cfid",
+        "cftoken",
+        "cfsid",
+        "connect.sid",
+        "sails.sid",
+        "laravel_session",
+        "ci_session",
+        "_rails_session",
+        "rack.session",
+        "play_session",
+        "koa.sess",
+        "koa:sess",
+        "cakephp",
+        "shiny-token",
+        "zend_session_id",
+        "_flask_session",
+        "weblogicsession",
+        "jservsession",
+        "jwsession",
+        "meteor_login_token",
+        "next-auth.session-token",
+        "__host-next-auth.session-token",
+        "__secure-next-auth.session-token",
+        "authjs.session-token",
+    ];
+    let n = name.trim().to_ascii_lowercase();
+    EXACT.contains(&n.as_str())
+        || n.starts_with("aspsessionid")
+        || (n.len() <= 40
+            && n.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+            && (n.ends_with("_sessid") || n.ends_with("_sessionid") || n.ends_with("-sessionid")))
+}
+
+/// The host of a URL (`scheme://user@host:port/...`), lowercase.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.trim().split_once("://")?.1;
+    let auth = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let hp = auth.rsplit('@').next().unwrap_or(auth);
+    let host = if hp.starts_with('[') {
+        hp.split(']').next().map(|h| format!("{h}]"))?
+    } else {
+        hp.split(':').next().unwrap_or(hp).to_string()
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }

@@ -129,7 +129,7 @@ pub struct RuleDef {
 }
 
 pub use defs::RULES;
-pub use funcs::shell_form;
+pub use funcs::{session_param_name, shell_form, url_host};
 
 enum Compiled {
     Re(regex::bytes::Regex),
