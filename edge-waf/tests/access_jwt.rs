@@ -26,6 +26,7 @@ fn cfg() -> AccessJwtConfig {
         issuer: "https://shopedge.cloudflareaccess.com".into(),
         audience: vec!["aud-tag-123".into()],
         leeway_secs: 30,
+        certs_url: None,
     }
 }
 

@@ -55,3 +55,37 @@ export function buildResponse(status, statusText, flat, body) {
   if (statusText) init.statusText = statusText;
   return new Response(body === undefined ? null : body, init);
 }
+
+// Calls a Workers Rate Limiting binding; resolves with whether the request is
+// within the limit.
+export async function rateLimit(binding, key) {
+  const { success } = await binding.limit({ key });
+  return success === true;
+}
+
+// Fetches a small text document (the Access signing keys); rejects with a
+// message on a non-200 answer or after `ms`.
+export async function fetchText(url, ms) {
+  const r = await fetch(url, { signal: AbortSignal.timeout(ms), headers: { accept: "application/json" } });
+  if (r.status !== 200) throw "HTTP " + r.status + " from " + url;
+  return await r.text();
+}
+
+// RS256 verification with WebCrypto. Imported keys are kept per isolate,
+// keyed by the JWK's JSON (a rotated key is a new entry).
+const importedKeys = new Map();
+export async function verifyRs256(jwkJson, signature, data) {
+  let key = importedKeys.get(jwkJson);
+  if (!key) {
+    key = await crypto.subtle.importKey(
+      "jwk",
+      JSON.parse(jwkJson),
+      { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+      false,
+      ["verify"],
+    );
+    if (importedKeys.size >= 16) importedKeys.delete(importedKeys.keys().next().value);
+    importedKeys.set(jwkJson, key);
+  }
+  return await crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, signature, data);
+}

@@ -38,6 +38,44 @@ pub struct EdgeConfig {
     /// The WAF layer (see the `edge-waf` crate).
     #[serde(default)]
     pub waf: edge_waf::WafConfig,
+    /// Rate limits per client address and route class, counted by Workers
+    /// Rate Limiting bindings; the first matching rule applies.
+    #[serde(default = "default_rate_limits")]
+    pub rate_limits: Vec<RateLimitRule>,
+}
+
+/// A rate-limited set of paths. The limit itself (requests per period) is the
+/// binding's, set in `wrangler.toml` under `[[ratelimits]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRule {
+    /// Name used in logs and in the counting key.
+    pub name: String,
+    /// Path patterns (matched case-insensitively, as Medusa's router does).
+    pub paths: Vec<String>,
+    /// The Rate Limiting binding that counts these requests.
+    pub binding: String,
+    /// The binding's period in seconds (10 or 60, as in `wrangler.toml`):
+    /// sent as `Retry-After` when the limit is hit.
+    pub period_seconds: u32,
+    /// Methods counted (uppercase); empty means every method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+fn default_rate_limits() -> Vec<RateLimitRule> {
+    let rule = |name: &str, paths: &[&str], binding: &str| RateLimitRule {
+        name: name.into(),
+        paths: strings(paths),
+        binding: binding.into(),
+        period_seconds: 60,
+        methods: Vec::new(),
+    };
+    vec![
+        rule("auth", &["/auth/*"], "RATE_LIMIT_AUTH"),
+        rule("customers", &["/store/customers*"], "RATE_LIMIT_CUSTOMERS"),
+        rule("carts", &["/store/carts*"], "RATE_LIMIT_CARTS"),
+    ]
 }
 
 /// Where requests are sent.
@@ -574,6 +612,52 @@ impl EdgeConfig {
             check_header_name("cache.vary_headers", h)?;
         }
         edge_waf::Waf::new(self.waf.clone()).map_err(|e| err("waf".into(), e.to_string()))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, r) in self.rate_limits.iter().enumerate() {
+            let entry = format!("rate_limits[{i}] {:?}", r.name);
+            if r.name.is_empty() || !seen.insert(r.name.as_str()) {
+                return Err(err(entry, "each rate limit needs a unique, non-empty name"));
+            }
+            if r.paths.is_empty() {
+                return Err(err(entry, "`paths` must not be empty"));
+            }
+            for p in &r.paths {
+                check_path_pattern(&entry, p)?;
+            }
+            let ident = !r.binding.is_empty()
+                && !r.binding.starts_with(|c: char| c.is_ascii_digit())
+                && r.binding
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ident {
+                return Err(err(
+                    entry,
+                    format!(
+                        "binding {:?} is not a binding name: use letters, digits and `_`, as in wrangler.toml's [[ratelimits]] name",
+                        r.binding
+                    ),
+                ));
+            }
+            if r.period_seconds != 10 && r.period_seconds != 60 {
+                return Err(err(
+                    entry,
+                    format!(
+                        "period_seconds = {} is not supported: Workers Rate Limiting periods are 10 or 60 seconds",
+                        r.period_seconds
+                    ),
+                ));
+            }
+            if let Some(m) = r
+                .methods
+                .iter()
+                .find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(err(
+                    entry,
+                    format!("method {m:?} must be an uppercase HTTP method such as \"POST\""),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -93,6 +93,10 @@ pub fn render_blocked(status: u16, class: RouteClass, request_id: &str) -> Synth
         400 => ("bad_request", "Bad request"),
         405 => ("method_not_allowed", "Method not allowed"),
         413 => ("payload_too_large", "Request too large"),
+        429 => (
+            "rate_limited",
+            "Too many requests, please try again shortly",
+        ),
         _ => ("forbidden", "This request was blocked"),
     };
     let mut resp = match class {
@@ -116,6 +120,15 @@ pub fn render_blocked(status: u16, class: RouteClass, request_id: &str) -> Synth
         }
     };
     resp.head.headers.set("cache-control", "no-store");
+    resp
+}
+
+/// The response to a rate-limited request: 429 with `Retry-After`.
+pub fn render_rate_limited(class: RouteClass, request_id: &str, retry_after: u32) -> Synthetic {
+    let mut resp = render_blocked(429, class, request_id);
+    resp.head
+        .headers
+        .set("retry-after", retry_after.to_string());
     resp
 }
 

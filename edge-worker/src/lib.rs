@@ -11,6 +11,7 @@ pub mod errors;
 pub mod forwarding;
 pub mod http;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod redirect;
 pub mod router;
 

@@ -54,6 +54,9 @@ pub struct Context<'a> {
     pub inspection: Inspection,
     /// Structured log lines produced by layers (the binding prints them).
     pub logs: Vec<String>,
+    /// A Cloudflare Access JWT whose claims passed and whose signature the
+    /// binding must verify (WebCrypto) before forwarding.
+    pub access_jwt: Option<edge_waf::access_jwt::UnverifiedJwt>,
 }
 
 /// Inputs of the WAF that are not in the request head.
@@ -67,6 +70,11 @@ pub struct Inspection {
     pub country: Option<String>,
     /// `request.cf.asn`.
     pub asn: Option<u32>,
+    /// The current time (Unix seconds), for token lifetimes.
+    pub now_unix: i64,
+    /// The Access application to check JWTs against when the config has
+    /// none (`waf.access.jwt`): set by the binding from Worker vars.
+    pub access_app: Option<std::rc::Rc<edge_waf::AccessJwtConfig>>,
 }
 
 /// The WAF: inspects every routed request, logs each decision as one JSON
@@ -97,11 +105,62 @@ impl Layer for WafLayer {
         if !decision.matches.is_empty() || decision.is_blocked() {
             cx.logs.push(decision.log_line(&cx.request_id));
         }
-        match decision.status() {
-            Some(status) => Flow::Respond(errors::render_blocked(status, cx.class, &cx.request_id)),
-            None => Flow::Continue,
+        if let Some(status) = decision.status() {
+            return Flow::Respond(errors::render_blocked(status, cx.class, &cx.request_id));
+        }
+        access_jwt_gate(cx, req)
+    }
+}
+
+/// `/admin/*`, `/app/*` (the configured protected paths) need an allowlisted
+/// address or a Cloudflare Access JWT. Here the token's presence and claims
+/// are checked; its signature is left to the binding (`cx.access_jwt`).
+fn access_jwt_gate(cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+    let waf = &cx.active.waf;
+    if !waf.requires_access_jwt(&req.path, req.client_ip) {
+        return Flow::Continue;
+    }
+    let token = req.headers.get(edge_waf::access_jwt::HEADER);
+    let app = waf
+        .config()
+        .access
+        .jwt
+        .as_ref()
+        .or(cx.inspection.access_app.as_deref());
+    let result = match (app, token) {
+        (None, _) => Err(
+            "protected path but no Access application is configured: set the Worker vars ACCESS_TEAM_DOMAIN and ACCESS_AUD (or waf.access.jwt in the edge config)"
+                .to_string(),
+        ),
+        (Some(_), None) => Err(format!("missing {} header", edge_waf::access_jwt::HEADER)),
+        (Some(cfg), Some(t)) => edge_waf::access_jwt::validate_claims(t, cfg, cx.inspection.now_unix)
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(jwt) => {
+            cx.access_jwt = Some(jwt);
+            Flow::Continue
+        }
+        Err(reason) => {
+            cx.logs
+                .push(access_denied_log(&cx.request_id, &req.path, &reason));
+            Flow::Respond(errors::render_blocked(403, cx.class, &cx.request_id))
         }
     }
+}
+
+/// The structured log line for a request denied by the Access JWT check
+/// (the token itself is never logged).
+pub fn access_denied_log(request_id: &str, path: &str, reason: &str) -> String {
+    serde_json::json!({
+        "event": "access",
+        "request_id": request_id,
+        "action": "block",
+        "status": 403,
+        "path": path,
+        "reason": reason,
+    })
+    .to_string()
 }
 
 /// What a layer's request phase decided.

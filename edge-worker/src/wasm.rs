@@ -46,6 +46,15 @@ extern "C" {
         timeout_ms: u32,
     ) -> js_sys::Promise;
 
+    #[wasm_bindgen(js_name = rateLimit)]
+    fn rate_limit_js(binding: &JsValue, key: &str) -> js_sys::Promise;
+
+    #[wasm_bindgen(js_name = fetchText)]
+    fn fetch_text_js(url: &str, timeout_ms: u32) -> js_sys::Promise;
+
+    #[wasm_bindgen(js_name = verifyRs256)]
+    fn verify_rs256_js(jwk_json: &str, signature: &[u8], data: &[u8]) -> js_sys::Promise;
+
     #[wasm_bindgen(catch, js_name = buildResponse)]
     fn build_response(
         status: u16,
@@ -335,6 +344,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         version: crate::VERSION,
         inspection: Default::default(),
         logs: Vec::new(),
+        access_jwt: None,
     };
     if let Some(p) = var(&env, DEBUG_PANIC_VAR) {
         if head.path == p {
@@ -363,6 +373,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         body_bytes = Some(bytes);
     }
     cx.inspection.body_len = body_len;
+    cx.inspection.now_unix = (date_now() / 1000.0) as i64;
+    cx.inspection.access_app = access_app(&env);
     let access = &waf_cfg.access;
     if waf_cfg.enabled
         && (!access.allow_countries.is_empty()
@@ -381,6 +393,29 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         Outcome::Respond(s) => return synthetic_response(&s, head_only),
         Outcome::Forward(up) => up,
     };
+    if let Some(limit) = crate::ratelimit::applicable(&active.config.rate_limits, &head) {
+        if !within_rate_limit(&env, &limit).await {
+            worker::console_log!("{}", crate::ratelimit::log_line(&cx.request_id, limit.rule));
+            let mut s = crate::errors::render_rate_limited(
+                cx.class,
+                &cx.request_id,
+                limit.rule.period_seconds,
+            );
+            pipeline.respond(&cx, &head, &mut s.head);
+            return synthetic_response(&s, head_only);
+        }
+    }
+    if let Some(jwt) = cx.access_jwt.take() {
+        if let Err(reason) = verify_access_jwt(&active, &cx, jwt).await {
+            worker::console_log!(
+                "{}",
+                pipeline::access_denied_log(&cx.request_id, &head.path, &reason)
+            );
+            let mut s = crate::errors::render_blocked(403, cx.class, &cx.request_id);
+            pipeline.respond(&cx, &head, &mut s.head);
+            return synthetic_response(&s, head_only);
+        }
+    }
     // Purge generations are read only for cacheable requests.
     let cacheable = !up.websocket
         && matches!(
@@ -880,4 +915,170 @@ fn cf_country_asn(req: &web_sys::Request) -> (Option<String>, Option<u32>) {
         .filter(|n| *n >= 0.0 && *n <= f64::from(u32::MAX))
         .map(|n| n as u32);
     (country, asn)
+}
+
+thread_local! {
+    /// The Access application from Worker vars, read once per isolate.
+    static ACCESS_APP: RefCell<Option<Option<Rc<edge_waf::AccessJwtConfig>>>> =
+        const { RefCell::new(None) };
+    /// The Access signing keys and when they were fetched (ms).
+    static JWKS: RefCell<Option<(Rc<edge_waf::access_jwt::Jwks>, f64)>> =
+        const { RefCell::new(None) };
+}
+
+/// How long fetched Access keys are used before they are fetched again.
+const JWKS_TTL_MS: f64 = 10.0 * 60.0 * 1000.0;
+/// A token naming an unknown key refetches the keys at most this often.
+const JWKS_MIN_REFRESH_MS: f64 = 30.0 * 1000.0;
+const JWKS_FETCH_TIMEOUT_MS: u32 = 5000;
+
+/// The Access application named by the Worker vars `ACCESS_TEAM_DOMAIN`
+/// (`https://<team>.cloudflareaccess.com`) and `ACCESS_AUD` (the
+/// application's audience tags, comma-separated); `ACCESS_CERTS_URL`
+/// optionally moves the key endpoint.
+fn access_app(env: &Env) -> Option<Rc<edge_waf::AccessJwtConfig>> {
+    if let Some(app) = ACCESS_APP.with(|a| a.borrow().clone()) {
+        return app;
+    }
+    let app = match (var(env, "ACCESS_TEAM_DOMAIN"), var(env, "ACCESS_AUD")) {
+        (Some(team), Some(aud)) => {
+            let issuer = if team.contains("://") {
+                team
+            } else {
+                format!("https://{team}")
+            };
+            Some(Rc::new(edge_waf::AccessJwtConfig {
+                issuer: issuer.trim_end_matches('/').to_string(),
+                audience: aud
+                    .split(',')
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+                leeway_secs: 60,
+                certs_url: var(env, "ACCESS_CERTS_URL"),
+            }))
+        }
+        _ => None,
+    };
+    ACCESS_APP.with(|a| *a.borrow_mut() = Some(app.clone()));
+    app
+}
+
+/// Asks the rule's Rate Limiting binding; a missing binding lets the request
+/// through (and says so in the log) rather than taking the shop down.
+async fn within_rate_limit(env: &Env, limit: &crate::ratelimit::Applicable<'_>) -> bool {
+    let binding = js_sys::Reflect::get(env, &JsValue::from_str(&limit.rule.binding))
+        .ok()
+        .filter(|b| b.is_object());
+    let Some(binding) = binding else {
+        log_json(
+            "warn",
+            "rate_limit_unbound",
+            &format!(
+                "rate limit {:?}: binding {} is not bound (add it under [[ratelimits]] in wrangler.toml); not limiting",
+                limit.rule.name, limit.rule.binding
+            ),
+        );
+        return true;
+    };
+    match JsFuture::from(rate_limit_js(&binding, &limit.key)).await {
+        Ok(v) => v.as_bool().unwrap_or(true),
+        Err(e) => {
+            log_json(
+                "warn",
+                "rate_limit_failed",
+                &format!(
+                    "rate limit {:?}: the binding failed ({}); not limiting",
+                    limit.rule.name,
+                    e.as_string().unwrap_or_else(|| "unknown error".into())
+                ),
+            );
+            true
+        }
+    }
+}
+
+/// The Access signing keys, from the per-isolate cache unless stale (or
+/// `refresh` is asked and the copy is old enough to refetch).
+async fn access_keys(
+    app: &edge_waf::AccessJwtConfig,
+    refresh: bool,
+) -> std::result::Result<Rc<edge_waf::access_jwt::Jwks>, String> {
+    let now = date_now();
+    let cached = JWKS.with(|j| j.borrow().clone());
+    if let Some((jwks, at)) = &cached {
+        let age = now - at;
+        if age < JWKS_TTL_MS && !(refresh && age >= JWKS_MIN_REFRESH_MS) {
+            return Ok(jwks.clone());
+        }
+    }
+    let url = app.certs_url();
+    let text = match JsFuture::from(fetch_text_js(&url, JWKS_FETCH_TIMEOUT_MS)).await {
+        Ok(t) => t.as_string().unwrap_or_default(),
+        Err(e) => {
+            let why = e
+                .as_string()
+                .or_else(|| js_sys::Error::from(e).message().as_string())
+                .unwrap_or_else(|| "fetch failed".into());
+            // Keep serving with the keys we have, if any.
+            return match cached {
+                Some((jwks, _)) => Ok(jwks),
+                None => Err(format!(
+                    "could not fetch the Access signing keys from {url}: {why}"
+                )),
+            };
+        }
+    };
+    let jwks = Rc::new(
+        edge_waf::access_jwt::Jwks::parse(text.as_bytes())
+            .map_err(|e| format!("Access signing keys from {url}: {e}"))?,
+    );
+    JWKS.with(|j| *j.borrow_mut() = Some((jwks.clone(), now)));
+    Ok(jwks)
+}
+
+/// Verifies the signature of a token whose claims already passed.
+async fn verify_access_jwt(
+    active: &ActiveConfig,
+    cx: &Context<'_>,
+    jwt: edge_waf::access_jwt::UnverifiedJwt,
+) -> std::result::Result<(), String> {
+    let app = active
+        .config
+        .waf
+        .access
+        .jwt
+        .clone()
+        .map(Rc::new)
+        .or_else(|| cx.inspection.access_app.clone())
+        .ok_or_else(|| "no Access application is configured".to_string())?;
+    let kid = jwt.header.kid.clone().unwrap_or_default();
+    let mut jwks = access_keys(&app, false).await?;
+    if jwks.find(&kid).is_none() {
+        // Keys rotate: look again before refusing.
+        jwks = access_keys(&app, true).await?;
+    }
+    let key = jwks
+        .find(&kid)
+        .ok_or_else(|| edge_waf::access_jwt::JwtError::UnknownKey(kid.clone()).to_string())?;
+    let ok = JsFuture::from(verify_rs256_js(
+        &key.json,
+        jwt.signature(),
+        jwt.signing_input(),
+    ))
+    .await
+    .map_err(|e| {
+        format!(
+            "key {kid} could not be used: {}",
+            js_sys::Error::from(e)
+                .message()
+                .as_string()
+                .unwrap_or_default()
+        )
+    })?;
+    if ok.as_bool() == Some(true) {
+        Ok(())
+    } else {
+        Err(edge_waf::access_jwt::JwtError::BadSignature.to_string())
+    }
 }

@@ -32,7 +32,34 @@ fn cx<'a>(active: &'a ActiveConfig, token: Option<AccessToken>) -> Context<'a> {
         version: "test",
         inspection: Default::default(),
         logs: Vec::new(),
+        access_jwt: None,
     }
+}
+
+const NOW: i64 = 1_800_000_000;
+const ISSUER: &str = "https://shopedge.cloudflareaccess.com";
+
+fn access_app() -> edge_waf::AccessJwtConfig {
+    edge_waf::AccessJwtConfig {
+        issuer: ISSUER.into(),
+        audience: vec!["aud-1".into()],
+        leeway_secs: 0,
+        certs_url: None,
+    }
+}
+
+/// A token with these claims and a placeholder signature: the pipeline checks
+/// claims only; the binding verifies the signature with WebCrypto.
+fn claims_token(claims: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let header = serde_json::json!({"alg": "RS256", "kid": "k1", "typ": "JWT"});
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode([7u8; 256])
+    )
 }
 
 fn token() -> AccessToken {
@@ -55,9 +82,18 @@ fn routes_every_medusa_prefix_to_medusa_and_the_rest_to_the_storefront() {
         "/store",
     ] {
         let mut c = cx(&active, None);
+        // /admin and /app need an Access JWT (claims checked here).
+        c.inspection.access_app = Some(std::rc::Rc::new(access_app()));
+        c.inspection.now_unix = NOW;
+        let jwt =
+            claims_token(serde_json::json!({"aud": ["aud-1"], "iss": ISSUER, "exp": NOW + 60}));
         match p.request(
             &mut c,
-            &req("GET", &format!("http://127.0.0.1:8787{path}"), &[]),
+            &req(
+                "GET",
+                &format!("http://127.0.0.1:8787{path}"),
+                &[("cf-access-jwt-assertion", &jwt)],
+            ),
         ) {
             Outcome::Forward(up) => {
                 assert_eq!(up.upstream, "medusa", "{path}");
@@ -450,4 +486,192 @@ fn request_head_parses_ipv6_hosts_and_ports() {
     assert_eq!(r.client_ip, Some("192.0.2.1".parse().expect("ip")));
     assert!(RequestHead::from_url("GET", "no-scheme", Headers::new()).is_none());
     assert!(RequestHead::from_url("GET", "http://h:notaport/", Headers::new()).is_none());
+}
+
+#[test]
+fn protected_paths_need_an_access_jwt_with_valid_claims() {
+    let active = builtin();
+    let p = Pipeline::standard();
+    let good = claims_token(serde_json::json!({"aud": ["aud-1"], "iss": ISSUER, "exp": NOW + 60}));
+    let expired =
+        claims_token(serde_json::json!({"aud": ["aud-1"], "iss": ISSUER, "exp": NOW - 60}));
+    let wrong_aud =
+        claims_token(serde_json::json!({"aud": ["other"], "iss": ISSUER, "exp": NOW + 60}));
+    let cases: [(&str, Option<&str>, bool, &str); 6] = [
+        ("/admin/products", Some(good.as_str()), true, ""),
+        ("/app/login", Some(good.as_str()), true, ""),
+        (
+            "/admin/products",
+            None,
+            false,
+            "missing cf-access-jwt-assertion",
+        ),
+        ("/admin/products", Some(expired.as_str()), false, "expired"),
+        ("/app", Some(wrong_aud.as_str()), false, "audience"),
+        (
+            "/admin/products",
+            Some("not-a-jwt"),
+            false,
+            "three base64url parts",
+        ),
+    ];
+    for (path, tok, allowed, reason) in cases {
+        let mut c = cx(&active, None);
+        c.inspection.access_app = Some(std::rc::Rc::new(access_app()));
+        c.inspection.now_unix = NOW;
+        let headers: Vec<(&str, &str)> = tok
+            .map(|t| vec![("cf-access-jwt-assertion", t)])
+            .unwrap_or_default();
+        let out = p.request(
+            &mut c,
+            &req("GET", &format!("https://shop.example.com{path}"), &headers),
+        );
+        match (allowed, out) {
+            (true, Outcome::Forward(up)) => {
+                assert_eq!(up.upstream, "medusa");
+                assert!(
+                    c.access_jwt.is_some(),
+                    "{path}: the signature is left to the binding"
+                );
+            }
+            (false, Outcome::Respond(s)) => {
+                assert_eq!(s.head.status, 403, "{path} {tok:?}");
+                assert_eq!(s.head.headers.get("x-request-id"), Some("rid-1"));
+                let log = c
+                    .logs
+                    .iter()
+                    .find(|l| l.contains("\"event\":\"access\""))
+                    .expect("logged");
+                assert!(log.contains(reason), "{log}");
+                if let Some(t) = tok {
+                    assert!(!log.contains(t), "the token is never logged");
+                }
+            }
+            (_, other) => panic!("{path} {tok:?}: {other:?}"),
+        }
+    }
+    // Not protected: no token needed.
+    let mut c = cx(&active, None);
+    assert!(matches!(
+        p.request(
+            &mut c,
+            &req("GET", "https://shop.example.com/store/products", &[])
+        ),
+        Outcome::Forward(_)
+    ));
+    assert!(c.access_jwt.is_none());
+}
+
+#[test]
+fn protected_paths_are_denied_when_no_access_app_is_configured() {
+    let active = builtin();
+    let p = Pipeline::standard();
+    let mut c = cx(&active, None);
+    c.inspection.now_unix = NOW;
+    let good = claims_token(serde_json::json!({"aud": ["aud-1"], "iss": ISSUER, "exp": NOW + 60}));
+    match p.request(
+        &mut c,
+        &req(
+            "GET",
+            "https://shop.example.com/admin/users",
+            &[("cf-access-jwt-assertion", &good)],
+        ),
+    ) {
+        Outcome::Respond(s) => assert_eq!(s.head.status, 403),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        c.logs.iter().any(|l| l.contains("ACCESS_TEAM_DOMAIN")),
+        "{:?}",
+        c.logs
+    );
+}
+
+#[test]
+fn rate_limits_apply_per_route_class_and_client() {
+    use edge_worker::ratelimit::applicable;
+    let active = builtin();
+    let rules = &active.config.rate_limits;
+    let ip = [("cf-connecting-ip", "203.0.113.9")];
+    let a = applicable(
+        rules,
+        &req(
+            "POST",
+            "https://shop.example.com/auth/customer/emailpass",
+            &ip,
+        ),
+    )
+    .expect("auth");
+    assert_eq!(a.rule.name, "auth");
+    assert_eq!(a.rule.binding, "RATE_LIMIT_AUTH");
+    assert_eq!(a.key, "auth:203.0.113.9");
+    // Case does not dodge the limit.
+    let a = applicable(
+        rules,
+        &req("POST", "https://shop.example.com/AUTH/session", &ip),
+    )
+    .expect("auth");
+    assert_eq!(a.rule.name, "auth");
+    let c = applicable(
+        rules,
+        &req(
+            "POST",
+            "https://shop.example.com/store/carts/cart_1/line-items",
+            &ip,
+        ),
+    )
+    .expect("carts");
+    assert_eq!(c.key, "carts:203.0.113.9");
+    let c = applicable(
+        rules,
+        &req(
+            "GET",
+            "https://shop.example.com/store/customers/me",
+            &[("cf-connecting-ip", "2001:db8::1")],
+        ),
+    )
+    .expect("customers");
+    assert_eq!(c.key, "customers:2001:db8::1");
+    assert!(applicable(
+        rules,
+        &req("GET", "https://shop.example.com/store/products", &ip)
+    )
+    .is_none());
+    // A rule limited to some methods ignores the others.
+    let mut only_post = rules.clone();
+    only_post[0].methods = vec!["POST".into()];
+    assert!(applicable(
+        &only_post,
+        &req("GET", "https://shop.example.com/auth/session", &ip)
+    )
+    .is_none());
+}
+
+#[test]
+fn the_429_names_retry_after_in_both_formats() {
+    let api = edge_worker::errors::render_rate_limited(RouteClass::Api, "rid-9", 60);
+    assert_eq!(api.head.status, 429);
+    assert_eq!(api.head.headers.get("retry-after"), Some("60"));
+    let v: serde_json::Value = serde_json::from_str(&api.body).expect("json");
+    assert_eq!(v["type"], "rate_limited");
+    assert_eq!(v["request_id"], "rid-9");
+    let page = edge_worker::errors::render_rate_limited(RouteClass::Page, "rid-9", 10);
+    assert_eq!(page.head.headers.get("retry-after"), Some("10"));
+    assert!(page.body.contains("rid-9"));
+}
+
+#[test]
+fn bad_rate_limit_entries_are_named() {
+    let mut c = builtin().config;
+    c.rate_limits[1].period_seconds = 30;
+    let e = c.validate().expect_err("bad period");
+    assert!(
+        e.to_string().contains("rate_limits[1] \"customers\""),
+        "{e}"
+    );
+    assert!(e.to_string().contains("10 or 60"), "{e}");
+    let mut c = builtin().config;
+    c.rate_limits[0].binding = "rate-limit".into();
+    let e = c.validate().expect_err("bad binding");
+    assert!(e.to_string().contains("rate_limits[0]"), "{e}");
 }

@@ -49,7 +49,13 @@ async fn every_route_class_reaches_its_origin() {
         "/hooks/payment/stripe",
         "/app/login",
     ] {
-        let r = c.get(edge.at(path)).send().await.expect("request");
+        // /admin and /app need a Cloudflare Access JWT (tested below).
+        let r = c
+            .get(edge.at(path))
+            .header("cf-access-jwt-assertion", edge.access_jwt())
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(r.headers()["x-origin"], "medusa", "{path}");
         assert!(r.headers().contains_key("x-request-id"));
@@ -763,7 +769,8 @@ async fn cache_bypass_for_credentials_sessions_and_private_routes() {
         "/auth/session",
         "/hooks/payment/stripe",
     ] {
-        let (s, ..) = get(&c, edge.at(path), &[]).await;
+        let jwt = edge.access_jwt();
+        let (s, ..) = get(&c, edge.at(path), &[("cf-access-jwt-assertion", &jwt)]).await;
         assert_eq!(s, "BYPASS", "{path}");
     }
     assert_eq!(edge.medusa.requests_to("/store/products").len(), 8);
@@ -1074,6 +1081,7 @@ async fn waf_blocks_attacks_with_the_request_id_and_logs_each_decision() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = c
         .post(edge.at("/admin/products"))
+        .header("cf-access-jwt-assertion", edge.access_jwt())
         .header("content-type", "application/json")
         .body(r#"{"title":"Linen shirt","description":"<p>Soft <strong>linen</strong>, <em>breathable</em>.</p><ul><li>100% linen</li></ul>"}"#)
         .send()
@@ -1123,6 +1131,132 @@ async fn waf_log_only_mode_from_a_config_override() {
     let logs = edge.worker_logs();
     assert!(
         logs.contains("\"event\":\"waf\"") && logs.contains("\"mode\":\"log-only\""),
+        "{logs}"
+    );
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_paths_need_a_valid_access_jwt() {
+    use shopedge_tests::origins::access::{SignedBy, AUDIENCE, CERTS_PATH};
+    let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
+    let c = client();
+    // A good token passes, on both protected prefixes, several times: the
+    // signing keys are fetched once and kept.
+    for path in ["/admin/products", "/app/login", "/admin/orders"] {
+        let r = c
+            .get(edge.at(path))
+            .header("cf-access-jwt-assertion", edge.access_jwt())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(edge.access.requests_to(CERTS_PATH).len(), 1);
+    assert_eq!(edge.medusa.requests().len(), 3);
+    let expired = edge.access_jwt_with(-600, SignedBy::Published, AUDIENCE);
+    let wrong_audience = edge.access_jwt_with(600, SignedBy::Published, "another-app");
+    let wrong_key = edge.access_jwt_with(600, SignedBy::Unpublished, AUDIENCE);
+    let cases: [(&str, Option<&str>, &str); 5] = [
+        ("expired", Some(&expired), "expired"),
+        ("wrong audience", Some(&wrong_audience), "audience"),
+        ("wrong key", Some(&wrong_key), "signature does not verify"),
+        ("garbage", Some("abc.def.ghi"), "not valid base64url JSON"),
+        ("missing", None, "missing cf-access-jwt-assertion"),
+    ];
+    for (what, token, reason) in cases {
+        let mut rb = c
+            .get(edge.at("/admin/users"))
+            .header("accept", "application/json");
+        if let Some(t) = token {
+            rb = rb.header("cf-access-jwt-assertion", t);
+        }
+        let r = rb.send().await.expect("request");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
+        let rid = r.headers()["x-request-id"]
+            .to_str()
+            .expect("rid")
+            .to_string();
+        let body: Value = r.json().await.expect("json body on an API route");
+        assert_eq!(body["request_id"], rid.as_str(), "{what}");
+        let logs = edge
+            .worker_logs_when(std::time::Duration::from_secs(5), |l| {
+                l.lines()
+                    .any(|x| x.contains(&rid) && x.contains("\"event\":\"access\""))
+            })
+            .await;
+        let line = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            .find(|v| v["event"] == "access" && v["request_id"] == rid.as_str())
+            .unwrap_or_else(|| panic!("{what}: no access log line in\n{logs}"));
+        assert!(
+            line["reason"].as_str().is_some_and(|r| r.contains(reason)),
+            "{what}: {line}"
+        );
+        if let Some(t) = token {
+            assert!(!logs.contains(t), "{what}: the token must never be logged");
+        }
+    }
+    // None of the refused requests reached Medusa; the unknown key made the
+    // worker look for rotated keys once (not once per request).
+    assert_eq!(edge.medusa.requests().len(), 3);
+    assert!(edge.access.requests_to(CERTS_PATH).len() <= 2);
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limited_routes_answer_429_with_retry_after() {
+    let edge = Edge::start(EdgeOptions {
+        ratelimits: [("RATE_LIMIT_AUTH".to_string(), (3, 60))]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("edge");
+    let c = client();
+    let login = || {
+        c.post(edge.at("/auth/customer/emailpass"))
+            .header("content-type", "application/json")
+            .body(r#"{"email":"a@example.com","password":"correct horse"}"#)
+    };
+    for i in 0..3 {
+        let r = login().send().await.expect("request");
+        assert_eq!(r.status(), StatusCode::OK, "attempt {i}");
+    }
+    let r = login().send().await.expect("request");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "60");
+    let rid = r.headers()["x-request-id"]
+        .to_str()
+        .expect("rid")
+        .to_string();
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["type"], "rate_limited");
+    assert_eq!(body["request_id"], rid.as_str());
+    // Only the allowed attempts reached Medusa; other routes are not limited.
+    assert_eq!(edge.medusa.requests_to("/auth/").len(), 3);
+    for _ in 0..5 {
+        let r = c
+            .get(edge.at("/store/regions"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let logs = edge
+        .worker_logs_when(std::time::Duration::from_secs(5), |l| {
+            l.lines()
+                .any(|x| x.contains(&rid) && x.contains("\"event\":\"rate_limit\""))
+        })
+        .await;
+    assert!(
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            .any(|v| v["event"] == "rate_limit"
+                && v["rule"] == "auth"
+                && v["request_id"] == rid.as_str()),
         "{logs}"
     );
     edge.shutdown().await;

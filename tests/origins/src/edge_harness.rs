@@ -74,6 +74,9 @@ pub struct EdgeOptions {
     pub script: Option<PathBuf>,
     /// Origin URL for the JS baseline's ORIGIN_URL var.
     pub medusa_url_override: Option<String>,
+    /// Rate Limiting bindings: name -> (limit, period seconds). Unset
+    /// bindings of the built-in config get a limit no test reaches.
+    pub ratelimits: BTreeMap<String, (u32, u32)>,
 }
 
 /// The worker in workerd plus the sample origins behind it.
@@ -84,6 +87,9 @@ pub struct Edge {
     pub medusa: Origin,
     /// The storefront origin.
     pub storefront: Origin,
+    /// The Cloudflare Access stand-in (publishes the signing keys; its URL
+    /// is the team domain, `ACCESS_TEAM_DOMAIN`).
+    pub access: Origin,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -98,7 +104,14 @@ impl Edge {
             origins::start(Kind::Medusa, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let storefront =
             origins::start(Kind::Storefront, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let access =
+            origins::start(Kind::Access, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let mut vars = BTreeMap::new();
+        vars.insert("ACCESS_TEAM_DOMAIN".to_string(), access.url());
+        vars.insert(
+            "ACCESS_AUD".to_string(),
+            crate::access::AUDIENCE.to_string(),
+        );
         vars.insert(
             "MEDUSA_ORIGIN".to_string(),
             opts.medusa_url_override
@@ -119,6 +132,7 @@ impl Edge {
             "storefront_origin": if opts.storefront_binding { Some(storefront.url()) } else { None },
             "kv": opts.kv,
             "extra_workers": opts.extra_workers,
+            "ratelimits": ratelimits(&opts.ratelimits),
         });
         let node = tool("SHOPEDGE_NODE")?;
         let mut child = Command::new(&node)
@@ -188,11 +202,28 @@ impl Edge {
             url,
             medusa,
             storefront,
+            access,
             child,
             stdin,
             stdout,
             logs,
         })
+    }
+
+    /// A valid Cloudflare Access JWT for the test application.
+    pub fn access_jwt(&self) -> String {
+        self.access_jwt_with(
+            3600,
+            crate::access::SignedBy::Published,
+            crate::access::AUDIENCE,
+        )
+    }
+
+    /// An Access JWT valid for `ttl` seconds (negative: expired), signed by
+    /// `by`, for `audience`.
+    pub fn access_jwt_with(&self, ttl: i64, by: crate::access::SignedBy, audience: &str) -> String {
+        let claims = crate::access::claims(&self.access.url(), audience, ttl);
+        crate::access::sign(&claims, by, crate::access::KID)
     }
 
     /// `url` + `path` (path without a leading slash is fine too).
@@ -230,6 +261,23 @@ impl Edge {
         self.command(json!({"cmd": "kv_delete", "key": key})).await
     }
 
+    /// The worker's console output once `done` holds for it (console lines
+    /// reach the harness asynchronously), or after `within` as it then is.
+    pub async fn worker_logs_when(
+        &self,
+        within: std::time::Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let logs = self.worker_logs();
+            if done(&logs) || std::time::Instant::now() >= until {
+                return logs;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// What the worker printed so far.
     pub fn worker_logs(&self) -> String {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
@@ -241,4 +289,28 @@ impl Edge {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await;
         let _ = self.child.kill().await;
     }
+}
+
+/// Miniflare's `ratelimits` option: the given bindings, plus the built-in
+/// config's bindings with a limit no test reaches.
+fn ratelimits(given: &BTreeMap<String, (u32, u32)>) -> serde_json::Value {
+    let mut all: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    if let Ok(active) = edge_worker::active::ActiveConfig::builtin() {
+        for r in &active.config.rate_limits {
+            all.insert(r.binding.clone(), (1_000_000, r.period_seconds));
+        }
+    }
+    all.extend(given.iter().map(|(k, v)| (k.clone(), *v)));
+    let map: serde_json::Map<String, serde_json::Value> = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, (limit, period)))| {
+            let ns = (1001 + i).to_string();
+            (
+                name,
+                json!({"namespace_id": ns, "simple": {"limit": limit, "period": period}}),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
 }

@@ -5,6 +5,7 @@
 //! Both record every request they receive (method, path, headers), so tests
 //! can assert what reached which origin.
 
+pub mod access;
 pub mod edge_harness;
 
 use bytes::Bytes;
@@ -31,6 +32,19 @@ pub enum Kind {
     Medusa,
     /// The storefront page server.
     Storefront,
+    /// Stands in for the Cloudflare Access team domain: publishes the
+    /// signing keys of the test Access application (see [`access`]).
+    Access,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Medusa => "medusa",
+            Kind::Storefront => "storefront",
+            Kind::Access => "access",
+        }
+    }
 }
 
 /// One request as the origin received it.
@@ -308,7 +322,7 @@ fn echo(kind: Kind, rec: &Recorded) -> Response<Body> {
     json(
         StatusCode::OK,
         serde_json::json!({
-            "origin": match kind { Kind::Medusa => "medusa", Kind::Storefront => "storefront" },
+            "origin": kind.name(),
             "method": rec.method,
             "uri": rec.uri,
             "headers": headers,
@@ -482,6 +496,11 @@ async fn handle(
             );
             r
         }
+        (Kind::Access, access::CERTS_PATH) => json(StatusCode::OK, access::jwks()),
+        (Kind::Access, _) => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not found"}),
+        ),
         (Kind::Storefront, _) => full(
             StatusCode::NOT_FOUND,
             "text/html; charset=utf-8",
@@ -491,10 +510,7 @@ async fn handle(
     let mut resp = resp;
     resp.headers_mut().insert(
         "x-origin",
-        hyper::header::HeaderValue::from_static(match kind {
-            Kind::Medusa => "medusa",
-            Kind::Storefront => "storefront",
-        }),
+        hyper::header::HeaderValue::from_static(kind.name()),
     );
     resp.headers_mut().insert(
         "x-powered-by",
