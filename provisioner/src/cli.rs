@@ -513,7 +513,7 @@ async fn bootstrap_step(
     let addr = talos_ops::talos_endpoint(&env.vars, first, &spec.name)?;
     let progress: Option<talos::bootstrap::ProgressFn> = (cli.output == Output::Text).then(|| {
         let err = err.clone();
-        Box::new(move |s: &talos::BootstrapStage| line(&err, &format!("talos: {s:?}")))
+        Box::new(move |s: &talos::BootstrapStage| line(&err, &format!("talos: {s}")))
             as talos::bootstrap::ProgressFn
     });
     let expected = spec.server_count() as usize;

@@ -95,7 +95,8 @@ pub fn talos_endpoint(
 
 /// Bootstraps etcd on the first control-plane node (exactly once: a node that is
 /// already bootstrapped counts as success) and waits for the Kubernetes API and
-/// `expected_nodes` nodes. `scale` multiplies the poll interval (tests).
+/// `expected_nodes` nodes. The node must run the spec's Talos minor release (a
+/// patch-level difference is a warning). `scale` multiplies the poll interval (tests).
 pub async fn bootstrap(
     g: &GeneratedUserData,
     addr: SocketAddr,
@@ -114,6 +115,7 @@ pub async fn bootstrap(
             .mul_f64(scale.clamp(0.0, 1.0))
             .max(Duration::from_millis(10)),
         expected_nodes,
+        expected_talos_version: Some(g.cluster.talos_version.clone()),
         progress,
         ..defaults
     };

@@ -5,6 +5,7 @@
 use crate::api::client::{error_chain, TalosClient};
 use crate::clientcfg::TalosClientCreds;
 use crate::error::{Result, TalosError};
+use crate::version::TalosVersion;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -134,6 +135,10 @@ pub struct BootstrapOptions {
     pub rpc_timeout: Duration,
     /// Number of nodes that must be registered in Kubernetes.
     pub expected_nodes: usize,
+    /// The cluster spec's `talos_version`: the node's version must be of the
+    /// same minor release (else [`TalosError::VersionMismatch`] before
+    /// `Bootstrap`); a patch-level difference is a warning. `None` skips the check.
+    pub expected_talos_version: Option<String>,
     /// Progress callback (also logged with `tracing`).
     pub progress: Option<ProgressFn>,
 }
@@ -145,6 +150,7 @@ impl Default for BootstrapOptions {
             poll_interval: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(20),
             expected_nodes: 1,
+            expected_talos_version: None,
             progress: None,
         }
     }
@@ -155,13 +161,79 @@ impl Default for BootstrapOptions {
 pub enum BootstrapStage {
     Connecting,
     Version(String),
+    /// Something the operator should know that does not stop the bootstrap.
+    Warning(String),
     Bootstrap(BootstrapOutcome),
     WaitingEtcd(String),
     EtcdHealthy(usize),
     WaitingApi(String),
     ApiReady,
-    WaitingNodes { registered: usize, expected: usize },
+    WaitingNodes {
+        registered: usize,
+        expected: usize,
+    },
     Done,
+}
+
+impl std::fmt::Display for BootstrapStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootstrapStage::Connecting => write!(f, "connecting to the Talos API"),
+            BootstrapStage::Version(v) => write!(f, "node runs Talos {v}"),
+            BootstrapStage::Warning(w) => write!(f, "warning: {w}"),
+            BootstrapStage::Bootstrap(BootstrapOutcome::Bootstrapped) => {
+                write!(f, "etcd bootstrapped")
+            }
+            BootstrapStage::Bootstrap(BootstrapOutcome::AlreadyBootstrapped) => {
+                write!(f, "etcd was already bootstrapped")
+            }
+            BootstrapStage::Bootstrap(BootstrapOutcome::EtcdAlreadyRunning) => {
+                write!(f, "etcd already running, Bootstrap not needed")
+            }
+            BootstrapStage::WaitingEtcd(s) => write!(f, "waiting for etcd: {s}"),
+            BootstrapStage::EtcdHealthy(n) => write!(f, "etcd healthy ({n} member(s))"),
+            BootstrapStage::WaitingApi(s) => write!(f, "waiting for the Kubernetes API: {s}"),
+            BootstrapStage::ApiReady => write!(f, "Kubernetes API ready"),
+            BootstrapStage::WaitingNodes {
+                registered,
+                expected,
+            } => write!(f, "{registered} of {expected} nodes registered"),
+            BootstrapStage::Done => write!(f, "done"),
+        }
+    }
+}
+
+/// Compares the version a node reports (`Version` RPC) with the spec's
+/// `talos_version`: another major.minor release is an error, another patch
+/// level (or pre-release) a warning (returned), the same version `Ok(None)`.
+/// A tag that does not parse as a version is a warning too.
+pub fn check_node_version(endpoint: &str, spec: &str, node: &str) -> Result<Option<String>> {
+    let (Some(want), Some(got)) = (TalosVersion::parse(spec), TalosVersion::parse(node)) else {
+        return Ok(Some(format!(
+            "cannot compare the node's Talos version `{node}` with the spec's talos_version `{spec}`; check that the servers boot the intended Talos image"
+        )));
+    };
+    if !want.same_minor(&got) {
+        return Err(TalosError::VersionMismatch {
+            endpoint: endpoint.to_string(),
+            node: node.to_string(),
+            spec: spec.to_string(),
+            spec_minor: want.minor_release(),
+        });
+    }
+    let same_patch = match (want.patch, got.patch) {
+        (Some(a), Some(b)) => a == b && want.pre == got.pre,
+        // The spec names only the minor release: any patch level matches.
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if same_patch {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the node at {endpoint} runs Talos {node} but the cluster spec's talos_version is {spec} (same {} release, different patch level); the configs are valid for both, but upgrades and the installer image follow the spec: set `talos_version = \"{node}\"` in the spec or boot a {spec} image to match",
+        want.minor_release()
+    )))
 }
 
 /// What happened to the `Bootstrap` call.
@@ -180,6 +252,8 @@ pub enum BootstrapOutcome {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BootstrapReport {
     pub talos_version: String,
+    /// Warnings shown during the run (e.g. a patch-level version difference).
+    pub warnings: Vec<String>,
     pub outcome: BootstrapOutcome,
     pub etcd_members: usize,
     pub nodes: Vec<String>,
@@ -297,6 +371,16 @@ pub async fn bootstrap(
         });
     }
     ctx.report(BootstrapStage::Version(version.clone()));
+    let mut warnings = Vec::new();
+    if let Some(spec) = &opts.expected_talos_version {
+        if let Some(w) = check_node_version(&ep, spec, &version)? {
+            tracing::warn!(endpoint = %ep, node_version = %version, spec_version = %spec, "{w}");
+            if let Some(p) = &opts.progress {
+                p(&BootstrapStage::Warning(w.clone()));
+            }
+            warnings.push(w);
+        }
+    }
 
     // 2. Bootstrap exactly once.
     let members_now = client
@@ -408,9 +492,82 @@ pub async fn bootstrap(
     ctx.report(BootstrapStage::Done);
     Ok(BootstrapReport {
         talos_version: version,
+        warnings,
         outcome,
         etcd_members,
         nodes,
         elapsed_ms: ctx.start.elapsed().as_millis(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EP: &str = "[2001:db8::1]:50000";
+
+    #[test]
+    fn same_version_passes_silently() {
+        assert_eq!(check_node_version(EP, "v1.13.9", "v1.13.9").unwrap(), None);
+        // A spec naming only the minor release accepts any patch level.
+        assert_eq!(check_node_version(EP, "v1.13", "v1.13.4").unwrap(), None);
+    }
+
+    #[test]
+    fn another_minor_release_is_an_error_naming_both_and_the_fix() {
+        for (spec, node) in [
+            ("v1.13.9", "v1.14.0"),
+            ("v1.14.0-rc.1", "v1.13.9"),
+            ("v1.13.9", "v2.13.9"),
+        ] {
+            let e = check_node_version(EP, spec, node).unwrap_err();
+            assert!(matches!(e, TalosError::VersionMismatch { .. }), "{e:?}");
+            let msg = e.to_string();
+            for want in [spec, node, EP, "talos_version", "image", "fix:"] {
+                assert!(msg.contains(want), "expected `{want}` in: {msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_patch_level_or_prerelease_difference_is_a_warning() {
+        for (spec, node) in [
+            ("v1.13.9", "v1.13.8"),
+            ("v1.14.0-rc.1", "v1.14.0"),
+            ("v1.13.9", "v1.13"),
+        ] {
+            let w = check_node_version(EP, spec, node).unwrap().unwrap();
+            assert!(
+                w.contains(spec) && w.contains(node) && w.contains("patch level"),
+                "{w}"
+            );
+        }
+        let w = check_node_version(EP, "v1.13.9", "custom-build")
+            .unwrap()
+            .unwrap();
+        assert!(
+            w.contains("custom-build") && w.contains("cannot compare"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn stages_read_as_sentences() {
+        assert_eq!(
+            BootstrapStage::Warning("x".into()).to_string(),
+            "warning: x"
+        );
+        assert_eq!(
+            BootstrapStage::WaitingNodes {
+                registered: 1,
+                expected: 3
+            }
+            .to_string(),
+            "1 of 3 nodes registered"
+        );
+        assert_eq!(
+            BootstrapStage::Version("v1.13.9".into()).to_string(),
+            "node runs Talos v1.13.9"
+        );
+    }
 }

@@ -72,6 +72,13 @@ pub enum TalosError {
         secs: u64,
         last: String,
     },
+    #[error("the node at {endpoint} runs Talos {node}, but the cluster spec's talos_version is {spec}: a different minor release, whose machine-config layout differs from the configs generated for {spec}; fix: set `talos_version = \"{node}\"` in the cluster spec (the configs are then generated for it), or boot the servers from a Talos {spec_minor} image (the spec's image selector), then re-run `provisioner up`")]
+    VersionMismatch {
+        endpoint: String,
+        node: String,
+        spec: String,
+        spec_minor: String,
+    },
     #[error("Kubernetes API readiness check failed: {0}")]
     Kube(String),
 }

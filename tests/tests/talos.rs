@@ -49,6 +49,8 @@ fn opts(expected_nodes: usize) -> BootstrapOptions {
         poll_interval: Duration::from_millis(20),
         rpc_timeout: Duration::from_secs(5),
         expected_nodes,
+        // The fake node reports v1.13.9 unless a test changes it.
+        expected_talos_version: Some("v1.13.9".into()),
         progress: None,
     }
 }
@@ -156,6 +158,73 @@ async fn node_not_ready_for_bootstrap_is_retried() {
         3,
         "two FailedPrecondition answers, then success"
     );
+}
+
+#[tokio::test]
+async fn a_node_on_another_minor_release_fails_before_bootstrap() {
+    let s = secrets(11);
+    let talos = FakeTalos::start(&s).await;
+    talos.state().version = "v1.14.0".into();
+    let (_k, ready) = kube(&s, &["shop-cp-1"]).await;
+    let e = bootstrap(talos.addr(), &creds(&s), &ready, &opts(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TalosError::VersionMismatch { .. }), "{e:?}");
+    let msg = e.to_string();
+    for want in [
+        "v1.14.0",
+        "v1.13.9",
+        "talos_version",
+        "image",
+        &talos.addr().to_string(),
+    ] {
+        assert!(msg.contains(want), "expected `{want}` in: {msg}");
+    }
+    assert_eq!(talos.count("Version"), 1);
+    assert_eq!(talos.count("Bootstrap"), 0, "nothing changed on the node");
+    // Without an expected version the same node bootstraps (the check is opt-in).
+    let mut o = opts(1);
+    o.expected_talos_version = None;
+    let r = bootstrap(talos.addr(), &creds(&s), &ready, &o)
+        .await
+        .unwrap();
+    assert_eq!(r.talos_version, "v1.14.0");
+    assert!(r.warnings.is_empty());
+}
+
+#[tokio::test]
+async fn a_patch_level_difference_is_a_warning_line() {
+    let s = secrets(12);
+    let talos = FakeTalos::start(&s).await;
+    talos.state().version = "v1.13.8".into();
+    let (_k, ready) = kube(&s, &["shop-cp-1"]).await;
+    let stages = Arc::new(Mutex::new(Vec::new()));
+    let st2 = stages.clone();
+    let mut o = opts(1);
+    o.progress = Some(Box::new(move |s: &BootstrapStage| {
+        st2.lock().unwrap().push(s.clone())
+    }));
+    let r = bootstrap(talos.addr(), &creds(&s), &ready, &o)
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, BootstrapOutcome::Bootstrapped);
+    assert_eq!(r.talos_version, "v1.13.8");
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    let w = &r.warnings[0];
+    assert!(
+        w.contains("v1.13.8") && w.contains("v1.13.9") && w.contains("patch level"),
+        "{w}"
+    );
+    let stages = stages.lock().unwrap().clone();
+    let line: Vec<String> = stages
+        .iter()
+        .filter(|s| matches!(s, BootstrapStage::Warning(_)))
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(line, vec![format!("warning: {w}")]);
+    let logged = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    assert!(logged.contains(w.as_str()), "warning logged");
+    assert_eq!(talos.count("Bootstrap"), 1);
 }
 
 #[tokio::test]
