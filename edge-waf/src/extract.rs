@@ -210,6 +210,14 @@ pub fn parse_json(
         issues.json_too_deep = true;
         return;
     }
+    // JSON text is UTF-8 (RFC 8259); a sample cut at the inspection limit
+    // may end inside a character.
+    if let Err(e) = std::str::from_utf8(input) {
+        if e.error_len().is_some() || !truncated {
+            issues.json_invalid = true;
+            return;
+        }
+    }
     let mut sc = JsonScan {
         b: input,
         i: 0,

@@ -93,6 +93,7 @@ mod proto_ids {
     pub const GET_WITH_BODY: u32 = 920170;
     pub const CL_AND_TE: u32 = 920181;
     pub const BAD_PERCENT: u32 = 920220;
+    pub const INVALID_UTF8: u32 = 920250;
     pub const NUL: u32 = 920270;
     pub const NO_HOST: u32 = 920280;
     pub const HOST_IS_IP: u32 = 920350;
@@ -794,11 +795,21 @@ impl Waf {
         // Percent-encoding of the URI itself.
         let mut flags = normalize::DecodeFlags::default();
         let uri = req.uri.as_bytes();
-        let (_, _) = normalize::percent_decode_pass(
+        let (decoded, _) = normalize::percent_decode_pass(
             &uri[..uri.len().min(self.cfg.limits.max_uri_len)],
             false,
             &mut flags,
         );
+        // Percent-escapes must decode to UTF-8 (overlong forms and stray
+        // bytes are an old evasion); a cut at the length limit is not bad.
+        if std::str::from_utf8(&decoded).is_err_and(|e| e.error_len().is_some()) {
+            acc.add(
+                proto_ids::INVALID_UTF8,
+                Family::Protocol,
+                rules::CRITICAL,
+                "uri".into(),
+            );
+        }
         if flags.bad_percent {
             acc.add(
                 proto_ids::BAD_PERCENT,

@@ -1261,3 +1261,143 @@ async fn rate_limited_routes_answer_429_with_retry_after() {
     );
     edge.shutdown().await;
 }
+
+/// Sends raw bytes to the worker and returns the response's status line and
+/// headers (for requests an HTTP client will not send: a declared 100 MiB
+/// body that never fully arrives).
+async fn raw_exchange(base: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut s = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("connect");
+    // The peer may answer and close before taking everything we send.
+    let _ = s.write_all(request).await;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), read).await;
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_never_a_500() {
+    let edge = Edge::start(EdgeOptions::default()).await.expect("edge");
+    let c = client();
+    let long_value = "a".repeat(12 * 1024);
+    let many: Vec<(String, String)> = (0..150).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let nested = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "malformed percent-encoding",
+            c.get(edge.at("/store/products?q=%zz%4")),
+        ),
+        (
+            "invalid UTF-8 in the query",
+            c.get(edge.at("/store/products?q=%ff%fe%c3%28")),
+        ),
+        (
+            "oversized URL",
+            c.get(edge.at(&format!("/store/products?q={}", "x".repeat(20_000)))),
+        ),
+        (
+            "oversized header",
+            c.get(edge.at("/store/products"))
+                .header("x-note", long_value.as_str()),
+        ),
+        ("too many headers", {
+            let mut rb = c.get(edge.at("/store/products"));
+            for (k, v) in &many {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+            rb
+        }),
+        (
+            "deeply nested JSON",
+            c.post(edge.at("/store/carts"))
+                .header("content-type", "application/json")
+                .body(nested.clone()),
+        ),
+        (
+            "invalid UTF-8 JSON body",
+            c.post(edge.at("/store/carts"))
+                .header("content-type", "application/json")
+                .body(vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}']),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, rb) in cases {
+        match rb.send().await {
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                if !status.is_client_error() || body.contains("internal_error") {
+                    wrong.push(format!("{what}: {status} {body}"));
+                }
+            }
+            // An HTTP client may refuse to send it at all; that is fine too.
+            Err(e) if e.is_builder() => {}
+            Err(e) => wrong.push(format!("{what}: {e}")),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // Conflicting Content-Length and Transfer-Encoding (request smuggling):
+    // refused, or re-framed so that what reaches the origin is unambiguous.
+    let authority = edge
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let smuggle = format!(
+        "POST /store/carts HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+    );
+    let answer = raw_exchange(&edge.url, smuggle.as_bytes()).await;
+    let refused = answer.starts_with("HTTP/1.1 4");
+    let seen = edge.medusa.requests_to("/store/carts");
+    assert!(
+        refused
+            || seen.iter().all(|r| !(r.header("content-length").is_some()
+                && r.header("transfer-encoding").is_some())),
+        "{answer}\n{seen:?}"
+    );
+    let carts_before = seen.len();
+    // A declared 100 MiB body is refused by its length, before it arrives.
+    let head = format!(
+        "POST /store/carts HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        edge.url.trim_start_matches("http://").trim_end_matches('/'),
+        100 * 1024 * 1024
+    );
+    let mut req = head.into_bytes();
+    req.extend(std::iter::repeat_n(b' ', 64 * 1024));
+    let answer = raw_exchange(&edge.url, &req).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(edge.medusa.requests_to("/store/carts").len(), carts_before);
+    // The worker is still healthy, and nothing panicked.
+    let r = c
+        .get(edge.at("/store/regions"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let logs = edge.worker_logs();
+    assert!(
+        !logs.contains("worker_failure") && !logs.contains("panicked"),
+        "{logs}"
+    );
+    edge.shutdown().await;
+}
