@@ -117,10 +117,16 @@ impl Default for WafConfig {
             .iter()
             .map(|s| s.to_string())
             .collect(),
-            allowed_charsets: ["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            allowed_charsets: [
+                "utf-8",
+                "us-ascii",
+                "iso-8859-1",
+                "iso-8859-15",
+                "windows-1252",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             restricted_extensions: [
                 ".asa",
                 ".asax",

@@ -24,6 +24,8 @@ pub enum Loc {
     Filename,
     /// The raw body of a type that is not parsed into arguments.
     Body,
+    /// The contents of an uploaded file (only web-shell signatures apply).
+    FileContent,
 }
 
 impl Loc {
@@ -37,6 +39,7 @@ impl Loc {
             Loc::Header => "headers",
             Loc::Filename => "files",
             Loc::Body => "body",
+            Loc::FileContent => "files_content",
         }
     }
 }
@@ -654,7 +657,8 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
-/// multipart/form-data: field names, file names and (non-file) values.
+/// multipart/form-data: field names, file names, (non-file) values and
+/// file contents (inspected for web shells only).
 pub fn parse_multipart(
     input: &[u8],
     boundary: Option<&str>,
@@ -721,17 +725,19 @@ pub fn parse_multipart(
             issues.multipart_invalid = true;
         }
         match &filename {
+            // File contents (images, documents) are data for the
+            // application, not arguments: only web-shell signatures are
+            // looked for in them.
             Some(f) => {
                 out.push(Field {
                     loc: Loc::Filename,
-                    name: fname,
+                    name: fname.clone(),
                     raw: cap(f.as_bytes(), limits.max_field_len),
                     plus: false,
                 });
-                // File contents are inspected as a raw body (bounded).
                 out.push(Field {
-                    loc: Loc::Body,
-                    name: "file".into(),
+                    loc: Loc::FileContent,
+                    name: fname,
                     raw: cap(body, limits.max_field_len),
                     plus: false,
                 });

@@ -653,9 +653,13 @@ impl Waf {
                 "headers:content-length".into(),
             );
         }
-        if matches!(req.method, "GET" | "HEAD")
-            && (body_len.is_some_and(|n| n > 0) || req.body.is_some_and(|b| !b.is_empty()))
-        {
+        // A body on GET/HEAD: the declared length decides when there is
+        // one (the runtime frames the body by it); otherwise any bytes.
+        let get_body = match cl {
+            Some(Ok(n)) => *n > 0,
+            _ => body_len.is_some_and(|n| n > 0) || req.body.is_some_and(|b| !b.is_empty()),
+        };
+        if matches!(req.method, "GET" | "HEAD") && get_body {
             acc.add(
                 proto_ids::GET_WITH_BODY,
                 Family::Protocol,
@@ -712,19 +716,19 @@ impl Waf {
                 );
             }
             if lk == "range" || lk == "request-range" {
+                // Servers ignore ranges in unknown units and invalid syntax
+                // (RFC 9110 14.2); what is left to catch is byte ranges
+                // ending before they start and, from paranoia 2, range
+                // lists long enough to amplify a response.
                 let v = v.trim().to_ascii_lowercase();
-                let ranges: Vec<&str> = v.trim_start_matches("bytes=").split(',').collect();
-                let bad = !v.starts_with("bytes=")
-                    || ranges.len() > 5
-                    || ranges.iter().any(|r| {
-                        let (a, b) = r.trim().split_once('-').unwrap_or(("x", ""));
-                        match (a.parse::<u64>(), b.parse::<u64>()) {
-                            (Ok(a), Ok(b)) => b < a,
-                            (Ok(_), Err(_)) => !b.is_empty(),
-                            (Err(_), Ok(_)) => !a.is_empty(),
-                            _ => true,
-                        }
-                    });
+                let bad = v.strip_prefix("bytes=").is_some_and(|list| {
+                    let ranges: Vec<&str> = list.split(',').collect();
+                    (self.cfg.paranoia >= 2 && ranges.len() > 5)
+                        || ranges.iter().any(|r| {
+                            let (a, b) = r.trim().split_once('-').unwrap_or(("", ""));
+                            matches!((a.parse::<u64>(), b.parse::<u64>()), (Ok(a), Ok(b)) if b < a)
+                        })
+                });
                 if bad {
                     acc.add(
                         proto_ids::RANGE,
@@ -744,15 +748,7 @@ impl Waf {
                 .to_ascii_lowercase();
             let has_body =
                 body_len.is_some_and(|n| n > 0) || req.body.is_some_and(|b| !b.is_empty());
-            let well_formed = !media.is_empty()
-                && media
-                    .split_once('/')
-                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'))
-                && media
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || b"/+-.*_".contains(&c))
-                && ct.matches(';').count() <= 4
-                && !ct.contains(',');
+            let well_formed = content_type_well_formed(ct);
             if !well_formed {
                 acc.add(
                     proto_ids::CONTENT_TYPE_FORMAT,
@@ -769,6 +765,7 @@ impl Waf {
                 );
             }
             if let Some(cs) = extract::header_param(ct, "charset") {
+                let cs = cs.trim_matches('\'');
                 if !self
                     .cfg
                     .allowed_charsets
@@ -894,11 +891,14 @@ impl Waf {
             let t = &n.text;
             let header_like = t.split(['\r', '\n']).skip(1).any(|l| {
                 let l = l.trim_start();
-                l.split_once(':').is_some_and(|(name, _)| {
-                    !name.is_empty()
-                        && name.len() < 40
-                        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-                }) || l.starts_with("http/")
+                injected_header_line(l)
+                    // in a header value, any `name: value` line is injected
+                    || (f.loc == Loc::Header
+                        && l.split_once(':').is_some_and(|(name, _)| {
+                            !name.is_empty()
+                                && name.len() < 40
+                                && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                        }))
             });
             if header_like {
                 acc.add(
@@ -934,6 +934,10 @@ impl Waf {
                     );
                 }
             }
+        }
+        // Remote file inclusion through a known include-path parameter.
+        if f.loc == Loc::ArgValue && rfi_param(&f.name) && url_value(&n.text) {
+            acc.add(931110, Family::Rfi, rules::CRITICAL, location());
         }
         let field_excl: Vec<&Exclusion> = excl
             .iter()
@@ -982,12 +986,14 @@ impl Waf {
             shell: &shell,
             cased: &cased,
         };
+        let user_agent = f.loc == Loc::Header && f.name == "user-agent";
         let skip = |d: &RuleDef| {
-            field_excl.iter().any(|e| {
-                (e.families.is_empty() && e.rules.is_empty())
-                    || e.families.contains(&d.family)
-                    || e.rules.contains(&d.id)
-            })
+            (d.family == Family::Scanner && !user_agent)
+                || field_excl.iter().any(|e| {
+                    (e.families.is_empty() && e.rules.is_empty())
+                        || e.families.contains(&d.family)
+                        || e.rules.contains(&d.id)
+                })
         };
         let mut hits: Vec<&'static RuleDef> = Vec::new();
         self.engine
@@ -999,6 +1005,134 @@ impl Waf {
             }
         }
     }
+}
+
+/// A line that, injected into a response, would add a header that changes
+/// what the client does (cookies, redirects, content handling, caching,
+/// CORS) or start a second response.
+fn injected_header_line(l: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "set-cookie",
+        "set-cookie2",
+        "cookie",
+        "location",
+        "refresh",
+        "content-type",
+        "content-length",
+        "content-disposition",
+        "content-security-policy",
+        "transfer-encoding",
+        "cache-control",
+        "link",
+        "host",
+        "via",
+        "x-xss-protection",
+        "x-content-type-options",
+        "x-frame-options",
+    ];
+    if l.starts_with("http/") {
+        return l[5..].starts_with(|c: char| c.is_ascii_digit());
+    }
+    let Some((name, value)) = l.split_once(':') else {
+        return false;
+    };
+    let name = name.trim_end();
+    !value.trim().is_empty()
+        && (NAMES.contains(&name)
+            || name.ends_with("remote-addr")
+            || name.ends_with("remote-ip")
+            || name.ends_with("client-ip")
+            || name.ends_with("originating-ip")
+            || name.ends_with("real-ip")
+            || name.starts_with("access-control-")
+            || name.starts_with("x-forwarded-"))
+}
+
+/// `type/subtype` followed by `; name=value` parameters, where a value
+/// is a token, a quoted string, or a multipart boundary (RFC 2046 allows
+/// `'()+_,-./:=?` and inner spaces there).
+fn content_type_well_formed(ct: &str) -> bool {
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    let media_ok = media.split_once('/').is_some_and(|(a, b)| {
+        let tok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"+-.*_!#$&^`|~".contains(&c))
+        };
+        tok(a) && tok(b)
+    });
+    if !media_ok {
+        return false;
+    }
+    let mut n = 0;
+    for p in parts {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        n += 1;
+        let Some((name, value)) = p.split_once('=') else {
+            return false;
+        };
+        let name = name.trim();
+        let value = value.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+        {
+            return false;
+        }
+        let quoted = value.len() >= 2
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')));
+        let ok = quoted
+            || (!value.is_empty()
+                && value
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"'()+_,-./:=?!#$&^`|~*% ".contains(&c)));
+        if !ok {
+            return false;
+        }
+    }
+    n <= 4
+}
+
+/// Parameter names that old PHP applications pass to `include()`.
+fn rfi_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("_conf[path]")
+        || [
+            "mosconfig_absolute_path",
+            "path_to_root",
+            "gallery_basedir",
+            "phpbb_root_path",
+            "appserv_root",
+            "base_dir",
+            "basedir",
+            "absolute_path",
+            "class_path",
+            "include_path",
+            "root_path",
+        ]
+        .iter()
+        .any(|p| n.ends_with(p))
+}
+
+/// A value that is a remote (or wrapper) URL.
+fn url_value(t: &str) -> bool {
+    let t = t.trim_start();
+    [
+        "http", "https", "ftp", "ftps", "php", "data", "expect", "phar",
+    ]
+    .iter()
+    .any(|s| {
+        t.strip_prefix(s)
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix(':'))
+            .is_some_and(|r| r.trim_start().starts_with('/'))
+    })
 }
 
 /// Header names that carry an uploaded file's name.

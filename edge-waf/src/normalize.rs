@@ -192,7 +192,7 @@ pub fn entity_decode_pass(input: &str) -> (String, bool) {
         }
         let start = i;
         let mut j = i + 1;
-        let decoded: Option<char>;
+        let mut decoded: Option<char>;
         if bytes.get(j) == Some(&b'#') {
             j += 1;
             let hex = matches!(bytes.get(j), Some(b'x') | Some(b'X'));
@@ -241,6 +241,17 @@ pub fn entity_decode_pass(input: &str) -> (String, bool) {
             }
             let name = input[ns..j].to_ascii_lowercase();
             decoded = named_entity(&name);
+            if decoded.is_none() && bytes.get(j) != Some(&b';') {
+                // Browsers also read `&lbracejndi` as `{jndi`: the longest
+                // known name that prefixes the letters (4+ characters).
+                for k in (4..name.len()).rev() {
+                    if let Some(c) = named_entity(&name[..k]) {
+                        decoded = Some(c);
+                        j = ns + k;
+                        break;
+                    }
+                }
+            }
             if decoded.is_none() {
                 i += 1;
                 continue;

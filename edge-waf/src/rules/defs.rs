@@ -132,7 +132,7 @@ pub static RULES: &[RuleDef] = &[
         form: Compact,
         desc: "SQL comment or terminator after value",
         pat: Re(
-            r#"(?:^|['"`)\d])\s*(?:--[\s\-+]*$|#\s*$|;\s*(?:--|#|$)|/\*!?\d*|\)\s*(?:--|#))"#,
+            r#"(?:^|['"`)])\s*(?:--[\s\-+]*$|#\s*$|;\s*(?:--|#))|['"`]\s*;\s*$|\b(?:or|and)\s+\d+\s*(?:#|--)|\d\s*(?:--[\s\-+]*$|;\s*(?:--|#))|/\*!?\d*|\)\s*(?:--|#)"#,
             &["--", "#", ";", "/*"],
         ),
     },
@@ -171,7 +171,7 @@ pub static RULES: &[RuleDef] = &[
         form: Compact,
         desc: "MSSQL/Oracle/PG specific",
         pat: Re(
-            r"(?:\bexec\s*\(|\bexecute\s*\(|\bdeclare\s+@|\bopenrowset\b|\bxp_cmdshell\b|\bsp_oacreate\b|\bsp_password\b|::(?:int|text|varchar|bigint)\b|\bpg_sleep\b|\bdbms_pipe\b|\bctxsys\.|\butl_|\bsys\.dba_|\ball_tables\b|\buser_tables\b|\bv\$version\b|\bdual\b\s*(?:--|where|$)|\bfrom\s+dual\b)",
+            r"(?:\bexec(?:ute)?\s*\(\s*['\x22@(]|\bdeclare\s+@|\bopenrowset\b|\bxp_cmdshell\b|\bsp_oacreate\b|\bsp_password\b|::(?:int|text|varchar|bigint)\b|\bpg_sleep\b|\bdbms_pipe\b|\bctxsys\.|\butl_|\bsys\.dba_|\ball_tables\b|\buser_tables\b|\bv\$version\b|\bdual\b\s*(?:--|where|$)|\bfrom\s+dual\b)",
             &[
                 "exec",
                 "declare",
@@ -306,7 +306,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "SQL function call without space",
         pat: Re(
-            r"(?:^|[\s(,=+\-'\x22`|&;])(?:acos|asin|atan2|bit_\w+|ceiling|char_length|charindex|chr|coalesce|compress|concat|concat_ws|conv|cot|crc32|curdate|current_\w+|curtime|date_\w+|dateadd|datediff|des_\w+|elt|export_set|extractvalue|find_in_set|get_lock|group_concat|ifnull|inet_\w+|isnull|last_insert_id|lcase|load_file|lpad|ltrim|make_set|master_pos_wait|md5|nullif|octet_length|old_password|rpad|rtrim|sec_to_time|sha[12]?|soundex|std\w*|str_to_date|strcmp|subdate|substr|substring\w*|sysdate|to_\w+|ucase|uncompress\w*|unhex|utc_\w+|uuid\w*|var_\w+|variance|xmltype|json_\w+|jsonb_\w+|pg_\w+|nvl|listagg|regexp_\w+|sqlite_\w+|randomblob|zeroblob|likelihood|iif|unistr|atan|release_lock|benchmark|sleep)\s?(?:/\*.*?\*/)*\(|(?:^|[\s(,=+\-'\x22`|&;])(?:abs|avg|bin|cast|ceil|char|convert|cos|date|day\w*|decode|degrees|encode|encrypt|exp|extract|field|floor|format|from_\w+|greatest|hex|insert|instr|least|left|length|ln|locate|log\d*|lower|max|mid|min|mod|month\w*|now|oct|ord|password|pi|position|pow|power|quote|radians|rand|repeat|replace|reverse|right|round|schema|sign|sin|space|sqrt|sum|tan|time\w*|trim|truncate|upper|user|version|week\w*|year\w*|glob|unicode|typeof|div|similar)(?:/\*.*?\*/)*\(",
+            r"(?:^|[\s(,=+\-'\x22`|&;])(?:acos|asin|atan2|bit_\w+|ceiling|char_length|charindex|chr|coalesce|compress|concat|concat_ws|conv|cot|crc32|curdate|current_\w+|curtime|date_\w+|dateadd|datediff|des_\w+|elt|export_set|extractvalue|find_in_set|get_lock|group_concat|ifnull|inet_\w+|isnull|last_insert_id|lcase|load_file|lpad|ltrim|make_set|master_pos_wait|md5|nullif|octet_length|old_password|rpad|rtrim|sec_to_time|sha[12]?|soundex|std\w*|str_to_date|strcmp|subdate|substr|substring\w*|sysdate|to_\w+|ucase|uncompress\w*|unhex|utc_\w+|uuid\w*|var_\w+|variance|xmltype|json_\w+|jsonb_\w+|pg_\w+|nvl|listagg|regexp_\w+|sqlite_\w+|randomblob|zeroblob|iif|unistr|atan|release_lock|benchmark|sleep)\s?(?:/\*.*?\*/)*\(|(?:^|[\s(,=+\-'\x22`|&;])(?:abs|avg|bin|cast|ceil|char|convert|cos|date|day\w*|decode|degrees|encode|encrypt|exp|extract|field|floor|format|from_\w+|greatest|hex|insert|instr|least|left|length|ln|locate|log\d*|lower|max|mid|min|mod|month\w*|now|oct|ord|password|pi|position|pow|power|quote|radians|rand|repeat|replace|reverse|right|round|schema|sign|sin|space|sqrt|sum|tan|time\w*|trim|truncate|upper|user|version|week\w*|year\w*|glob|unicode|typeof|div|similar|likelihood)(?:/\*.*?\*/)*\(",
             &["("],
         ),
     },
@@ -319,7 +319,7 @@ pub static RULES: &[RuleDef] = &[
         form: Compact,
         desc: "SQL clause fragment",
         pat: Re(
-            r#"(?:^|['"`)(]\s*)(?:order|group)\s+by\b|\bas\s+['"`]?\w+['"`]?\s+from\b|from\s+`[^`]+`\s*\.\s*`|\)\s*as\s+\w+\s+from\b|^\s*(?:and|or|xor|div|&&|\|\|)\s+[\w'"(@-]+\s*(?:=|<|>|!=|<>|\blike\b|\bis\b)|=\s*(?:and|or|xor)\s+[\w'"(@-]+\s*(?:=|<|>)|['"`]\s*(?:is|not|like|glob|rlike|regexp|sounds|between)\b|(?:['"]\s*,\s*){2,}['"]|::\s*(?:jsonb?|int|integer|text|varchar|bigint|regclass|oid|bool|boolean|numeric|float|double|real|date|timestamp)\b|['"]\s*(?:<@|@>|\?\||\?&|#>>?)\s*['"]|\bfrom\s+\w+\s+(?:where|limit|order|group|having|union)\b|\bwhere\s+[\w.`]+\s*(?:=|<|>|\blike\b)\s*['"\d(]|\blimit\s+\d+\s*,\s*\d+|\boffset\s+\d+\s+rows\b|\w'(?:or|and|xor|div|like)'\w|'\s*(?:[-+*/%|><=^&]|mod\b|div\b)\s*\w+\s*(?:--|#)|\bdrop\s+\w+\s*;|^(?:https?|ftps?|file)\?+$|^\s*(?:['"]\s*){1,2},\s*(?:['"]\s*['"]?\s*,\s*)*\d+\s*$|['"]\s*(?:alter|drop|create|truncate|insert|delete|update|exec|execute|declare|shutdown|grant|revoke)\s|\bexcept\s+(?:select|values)\b|\bvalues\s*\(\s*['"\d]|\d+\s*(?:<=>|!=)\s*\d+|\d+\s+like\s+\d+|\|\|\s*\(\s*null\b"#,
+            r#"(?:^|['"`)(]\s*)(?:order|group)\s+by\b|(?:[)'"`]|\b\d+)\s*as\s+['"`]?\w+['"`]?\s+from\b|from\s+`[^`]+`\s*\.\s*`|\)\s*as\s+\w+\s+from\b|^\s*(?:and|or|xor|div|&&|\|\|)\s+[\w'"(@-]+\s*(?:=|<|>|!=|<>|\blike\b|\bis\b)|=\s*(?:and|or|xor)\s+[\w'"(@-]+\s*(?:=|<|>)|['"`]\s*(?:is\s+not\b|is\s+(?:null|true|false|unknown|distinct)\b|not\s+(?:like|glob|regexp|rlike|between|similar|in)\b|like|glob|rlike|regexp|sounds\s+like|between)\b|(?:['"]\s*,\s*){2,}['"]|::\s*(?:jsonb?|int|integer|text|varchar|bigint|regclass|oid|bool|boolean|numeric|float|double|real|date|timestamp)\b|['"]\s*(?:<@|@>|\?\||\?&|#>>?)\s*['"]|\bfrom\s+\w+\s+(?:where|limit|order|group|having|union)\b|\bwhere\s+[\w.`]+\s*(?:=|<|>|\blike\b)\s*['"\d(]|\blimit\s+\d+\s*,\s*\d+|\boffset\s+\d+\s+rows\b|\w'(?:or|and|xor|div|like)'\w|'\s*(?:[-+*/%|><=^&]|mod\b|div\b)\s*\w+\s*(?:--|#)|\bdrop\s+\w+\s*;|^(?:https?|ftps?|file)\?+$|^\s*(?:['"]\s*){1,2},\s*(?:['"]\s*['"]?\s*,\s*)*\d+\s*$|['"]\s*(?:alter|drop|create|truncate|insert|delete|update|exec|execute|declare|shutdown|grant|revoke)\s|\bexcept\s+(?:select|values)\b|\bvalues\s*\(\s*['"\d]|\d+\s*<=>\s*\d+|\d+\s+like\s+\d+|\|\|\s*\(\s*null\b"#,
             &[
                 "order", "group", "as", "from", "`", ")", "and", "or", "xor", "div", "&&", "||",
                 "=", "'", "\"", "::", "<@", "@>", "where", "limit", "offset", "?", "except",
@@ -428,7 +428,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "dangerous attribute or namespace",
         pat: Re(
-            r#"(?:\bxlink:href\b|\bxmlns(?::\w+)?\s*=\s*['"]?[^'"\s]*(?:xhtml|xsl|svg)|\bformaction\s*=|\bsrcdoc\s*=|\bdatasrc\s*=|\bdatafld\b|\bdataformatas\b|\bfscommand\b|\bseeksegmenttime\b|@import\b|(?:^|[^\w-])-moz-binding\s*:|\bbehavior\s*:|<\??import[^>]*implementation\s*=|<[^>]{0,40}vmlframe\b[^>]*\bsrc\s*=|\+adw-.*(?:\+ad4-|>)|<.*\+ad4-|![!+ ]\[\]|!\[\]\s*[+ ]\s*\[\]|\bexpression\s*\()"#,
+            r#"(?:\bxlink:href\b|\bxmlns(?::\w+)?\s*=\s*['"]?[^'"\s]*(?:xhtml|xsl|svg)|\bformaction\s*=|\bsrcdoc\s*=|\bdatasrc\s*=|\bdatafld\b|\bdataformatas\b|\bfscommand\b|\bseeksegmenttime\b|@import\b|\bxsi:schemalocation\s*=|<[a-z][^>]*\spattern\s*=|(?:^|[^\w-])-moz-binding\s*:|\bbehavior\s*:|<\??import[^>]*implementation\s*=|<[^>]{0,40}vmlframe\b[^>]*\bsrc\s*=|\+adw-.*(?:\+ad4-|>)|<.*\+ad4-|![!+ ]\[\]|!\[\]\s*[+ ]\s*\[\]|\bexpression\s*\()"#,
             &[
                 "xlink",
                 "xmlns",
@@ -440,6 +440,8 @@ pub static RULES: &[RuleDef] = &[
                 "fscommand",
                 "seeksegment",
                 "import",
+                "schemalocation",
+                "pattern",
                 "vmlframe",
                 "+adw-",
                 "+ad4-",
@@ -460,7 +462,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "script URI scheme",
         pat: Re(
-            r"(?:\b(?:java|vb|live|ecma|j|mocha)script\s*:|j[\t\n\r]*a[\t\n\r]*v[\t\n\r]*a[\t\n\r]*s[\t\n\r]*c[\t\n\r]*r[\t\n\r]*i[\t\n\r]*p[\t\n\r]*t[\t\n\r]*:|\bdata\s*:\s*(?:text/html|text/xml|image/svg|application/(?:x-)?(?:javascript|ecmascript|xhtml))|\bdata\s*:[^,]{0,40},\s*<|url\s*\(\s*['\x22]?\s*(?:java|vb)script)",
+            r"(?:\b(?:java|vb|live|ecma|j|mocha)script\s*:|(?:j[\t\n\r]*a[\t\n\r]*v[\t\n\r]*a|v[\t\n\r]*b)[\t\n\r]*s[\t\n\r]*c[\t\n\r]*r[\t\n\r]*i[\t\n\r]*p[\t\n\r]*t[\t\n\r]*:|\bdata\s*:\s*(?:text/html|text/xml|image/svg|application/(?:x-)?(?:javascript|ecmascript|xhtml))|\bdata\s*:[^,]{0,40},\s*<|url\s*\(\s*['\x22]?\s*(?:java|vb)script)",
             &[
                 "javascript",
                 "vbscript",
@@ -526,7 +528,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "HTML tag injection",
         pat: Re(
-            r#"(?:['"`]\s*/?>\s*<[a-z!/]|<[a-z][a-z0-9:-]*(?:\s|/)[^>]*=|</?(?:[a-z]+:)?[a-z]+/|</(?:style|title|textarea|noscript|template|noembed|script|iframe|xmp|plaintext)\s*>)"#,
+            r#"(?:['"`]\s*/?>\s*<[a-z!/]|</?(?:[a-z]+:)?[a-z]+/|</(?:style|title|textarea|noscript|template|noembed|script|iframe|xmp|plaintext)\s*>)"#,
             &["<"],
         ),
     },
@@ -573,7 +575,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "path traversal",
         pat: Re(
-            r"(?:^|[\\/=\s:'\x22;,|])\.{2,}(?:[\\/;]|$)|\.\.;|\.\.%|%c0%ae|%c1%9c|/\.\.\.+/",
+            r"(?:^|[\\/=\s:'\x22;,|])\.{2,}[\\/;]|[\\/]\.{2,}$|^\.{2,}$|\.\.;|\.\.%|%c0%ae|%c1%9c|/\.\.\.+/",
             &[".."],
         ),
     },
@@ -1138,11 +1140,11 @@ pub static RULES: &[RuleDef] = &[
         family: Php,
         pl: 1,
         score: CRITICAL,
-        targets: ARGS | HDR | FILE,
+        targets: ARGS | HDR | FILE | FDATA,
         form: Text,
         desc: "PHP open tag",
         pat: Re(
-            r"<\?(?:php\b|=|\s|$)|\[\?php|\[[/\\]?php\]|\{/?php\}",
+            r"<\?(?:php\b|=|\s|$|xml(?:\s+[^a-z\s]|:))|\[\?php|\[[/\\]?php\]|\{/?php\}",
             &["<?", "[?php", "php]", "php}"],
         ),
     },
@@ -1155,7 +1157,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "PHP script upload",
         pat: Re(
-            r"\.\s*(?:php\d*|phtml|pht|phpt|phar|phps|pgif|inc|shtml|htaccess|asp|aspx|asa|cer|jsp|jspx|cgi|pl|py|sh)[\s.]*$|\.\s*php\d+[\s.]*$",
+            r"\.\s*(?:php\d*|phtml|pht|phpt|phar|phps|pgif|inc|shtml|htaccess|asp|aspx|asa|cer|jsp|jspx|cgi|pl|py|sh)[\s.]*$|\.\s*php\d+[\s.]*$|\.\s*(?:php\d*|phtml|pht|phar|phps)\.[a-z0-9]{1,5}$",
             &["."],
         ),
     },
@@ -1203,18 +1205,18 @@ pub static RULES: &[RuleDef] = &[
         targets: ARGS | HDR,
         form: Text,
         desc: "PHP variable variables",
-        pat: Re(r#"\$+\s*\{\s*[$'"]|\$\s+\{\s*[\w'"$]|\$\$+[a-z_]"#, &["$"]),
+        pat: Re(r#"\$+\s*\{\s*[$'"]|\$\s+\{\s*[\w'"$@]|\$\$+[a-z_]"#, &["$"]),
     },
     RuleDef {
         id: 933150,
         family: Php,
         pl: 1,
         score: CRITICAL,
-        targets: ARGS | HDR | FILE,
+        targets: ARGS | HDR | FILE | PATH,
         form: Text,
         desc: "PHP function call",
         pat: Re(
-            r#"(?:base64_decode|call_user_func(?:_array)?|create_function|assert_options|file_get_contents|file_put_contents|p?fsockopen|gzinflate|gzuncompress|gzdecode|gzinflate|zlib_decode|str_rot13|convert_uu(?:de|en)code|shell_exec|proc_open|proc_nice|pcntl_exec|pcntl_fork|passthru|php_uname|phpinfo|posix_[a-z]+|move_uploaded_file|highlight_file|show_source|ini_(?:set|get(?:_all)?|restore|alter)|set_include_path|register_(?:shutdown|tick)_function|set_(?:error|exception)_handler|spl_autoload_register|array_(?:map|filter|walk(?:_recursive)?|reduce|diff_u\w+|intersect_u\w+|u\w+)|iterator_apply|preg_replace(?:_callback(?:_array)?)?|mb_ereg(?:i)?_replace\w*|escapeshell(?:cmd|arg)|get_current_user|getmy(?:pid|uid|gid|inode)|curl_(?:exec|init|multi_exec)|unserialize|hex2bin|bzdecompress|parse_str|simplexml_load_(?:string|file)|readgzfile|runkit_\w+|session_set_save_handler|header_register_callback|get_defined_(?:vars|functions|constants)|debug_backtrace|stream_socket_(?:client|server)|socket_(?:create|connect)|(?:mysql|mysqli|pg|odbc|sqlite)_(?:query|exec|connect)|ob_start|include_once|require_once|file_\w+|is_[a-z]+|strip_tags|str_\w+|var_dump|print_r|var_export|mt_rand|fsockopen)(?:\s|=|/\*.*?\*/|(?:#|//)[^\n]*[\r\n]+)*\(|\b(?:fopen|fwrite|fputs|fread|fgets|readfile|unlink|popen|phpinfo|file(?:group|owner|perms|size|mtime|atime|ctime|inode)|opendir|readdir|scandir|tmpfile|tempnam|strrev|rawurldecode|urldecode|getenv|putenv|intval|strtolower|strtoupper|ucfirst|uniqid|microtime|usleep|settype|symlink|gethostbyname)(?:\s|=|/\*.*?\*/|(?:#|//)[^\n]*[\r\n]+)*\(|\b(?:eval|assert|system|exec|popen|passthru|include|require|dl|readfile|unlink|fopen|fwrite|fputs|file|copy|rename|mkdir|rmdir|chmod|chown|touch|symlink|link|glob|opendir|scandir|readdir|extract|compact|settype|header|mail|print_r|var_dump|var_export|printf|sprintf|chr|ord|md5|sha1|crc32|strrev|substr|str_replace|implode|explode|urldecode|rawurldecode|intval|strtolower|strtoupper|ucfirst|trim|sleep|usleep|die|exit|echo|print|unpack|pack|tmpfile|tempnam|getenv|putenv|date|time|microtime|rand|mt_rand|uniqid)(?:\(|(?:\s*/\*.*?\*/|\s*(?:#|//)[^\n]*[\r\n]+)+\s*\(|\s+\([^)]*\)\s*;)"#,
+            r#"(?:base64_decode|call_user_func(?:_array)?|create_function|assert_options|file_get_contents|file_put_contents|p?fsockopen|gzinflate|gzuncompress|gzdecode|gzinflate|zlib_decode|str_rot13|convert_uu(?:de|en)code|shell_exec|proc_open|proc_nice|pcntl_exec|pcntl_fork|passthru|php_uname|phpinfo|posix_[a-z]+|move_uploaded_file|highlight_file|show_source|ini_(?:set|get(?:_all)?|restore|alter)|set_include_path|register_(?:shutdown|tick)_function|set_(?:error|exception)_handler|spl_autoload_register|array_(?:map|filter|walk(?:_recursive)?|reduce|diff_u\w+|intersect_u\w+|u\w+)|iterator_apply|preg_replace(?:_callback(?:_array)?)?|mb_ereg(?:i)?_replace\w*|escapeshell(?:cmd|arg)|get_current_user|getmy(?:pid|uid|gid|inode)|curl_(?:exec|init|multi_exec)|unserialize|hex2bin|bzdecompress|parse_str|simplexml_load_(?:string|file)|readgzfile|runkit_\w+|session_set_save_handler|header_register_callback|get_defined_(?:vars|functions|constants)|debug_backtrace|stream_socket_(?:client|server)|socket_(?:create|connect)|(?:mysql|mysqli|pg|odbc|sqlite)_(?:query|exec|connect)|ob_start|include_once|require_once|file_\w+|is_[a-z]+|strip_tags|str_\w+|var_dump|print_r|var_export|mt_rand|fsockopen)(?:\s|=|/\*.*?\*/|(?:#|//)[^\n]*[\r\n]+)*\(|\b(?:fopen|fwrite|fputs|fread|fgets|readfile|unlink|popen|phpinfo|file(?:group|owner|perms)|opendir|readdir|scandir|tmpfile|tempnam|strrev|rawurldecode|urldecode|getenv|putenv|intval|strtolower|strtoupper|ucfirst|uniqid|microtime|usleep|settype|symlink|gethostbyname)(?:\s|=|/\*.*?\*/|(?:#|//)[^\n]*[\r\n]+)*\(|\b(?:eval|exec|passthru|popen|shell_exec|proc_open)\s*\([^)]*\)|\b(?:eval|assert|system|exec|popen|passthru|include|require|dl|readfile|unlink|fopen|fwrite|fputs|file|copy|rename|mkdir|rmdir|chmod|chown|touch|symlink|link|glob|opendir|scandir|readdir|extract|compact|settype|header|mail|print_r|var_dump|var_export|printf|sprintf|chr|ord|md5|sha1|crc32|strrev|substr|str_replace|implode|explode|urldecode|rawurldecode|intval|strtolower|strtoupper|ucfirst|trim|sleep|usleep|die|exit|echo|print|unpack|pack|tmpfile|tempnam|getenv|putenv|date|time|microtime|rand|mt_rand|uniqid)(?:\(|(?:\s*/\*.*?\*/|\s*(?:#|//)[^\n]*[\r\n]+)+\s*\(|\s*[\r\n]\s*\(|\s+\([^)]*\)\s*;)"#,
             &["("],
         ),
     },
@@ -1268,7 +1270,7 @@ pub static RULES: &[RuleDef] = &[
         form: Compact,
         desc: "PHP function call obfuscation",
         pat: Re(
-            r#"(?:\(\s*\w+\s*\)\s*\(|\)\s*\(\s*['"]|\[\s*['"]?\w+['"]?\s*\]\s*\(|\b[a-z_]+\s*\(\s*\)\s*;\s*$|\bchr\s*\(\s*\d+\s*\)\s*\.|\b(?:system|exec|passthru|shell_exec|eval|assert)\s*(?:\(|`|'|"|/\*))"#,
+            r#"(?:\(\s*\w+\s*\)\s*\(|\)\s*\(\s*['"]|(?:\$\w+|[)\]])\s*\[\s*['"]?\w+['"]?\s*\]\s*\(|\b[a-z_]+\s*\(\s*\)\s*;\s*$|\bchr\s*\(\s*\d+\s*\)\s*\.|\b(?:system|exec|passthru|shell_exec|eval|assert)(?:\(|\s*`|\s*'|\s*"|\s*/\*))"#,
             &["(", "chr"],
         ),
     },
@@ -1282,7 +1284,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "Node.js injection",
         pat: Re(
-            r"(?:_\$\$nd_func\$\$_|\brequire\s*\(\s*['\x22`]|\bchild_process\b|\bprocess\s*\.\s*(?:env|mainmodule|binding|exit|kill|cwd|argv|dlopen|execpath)\b|\bglobal\s*\.\s*process\b|\bmodule\s*\.\s*(?:exports|constructor|require)\b|\bconsole\s*\.\s*\w+\s*\.\s*(?:call|apply|bind)\s*\(|\bthis\s*\.\s*constructor\b|\.\s*constructor\s*\.\s*constructor\b|\b(?:execsync|spawnsync|execfile|execfilesync)\s*\(|\bbuffer\s*\.\s*from\s*\(|\bnew\s+buffer\s*\(|\bfs\s*\.\s*(?:readfile|writefile|readdir|unlink)\w*\s*\(|\beval\s*\(\s*['\x22`]|\bfunction\s*\(\s*\)\s*\{|__js_function|\bconsole\s*\.\s*(?:log|info|error|warn|debug|trace|dir|table)\s*\(|\bprocess\s*\[|\brequire\s*\[)",
+            r"(?:_\$\$nd_func\$\$_|\brequire\s*\(\s*['\x22`]|\bchild_process\b|\bprocess\s*\.\s*(?:env|mainmodule|binding|exit|kill|cwd|argv|dlopen|execpath)\b|\bglobal\s*\.\s*process\b|\bmodule\s*\.\s*(?:exports|constructor|require)\b|\bconsole\s*\.\s*\w+\s*\.\s*(?:call|apply|bind)\s*\(|\bthis\s*\.\s*constructor\b|\.\s*constructor\s*\.\s*constructor\b|\b(?:execsync|spawnsync|execfile|execfilesync)\s*\(|\bbuffer\s*\.\s*from\s*\(|\bnew\s+buffer\s*\(|\bfs\s*\.\s*(?:readfile|writefile|readdir|unlink)\w*\s*\(|\beval\s*\(\s*['\x22`]|\bfunction\s*\(\s*\)\s*\{|__js_function|\bconsole\s*\.\s*(?:log|info|error|warn|debug|trace|dir|table)\s*\(|\bprocess\s*\[|\brequire\s*\[|\bconsole\s*\[)",
             &[
                 "__js_function",
                 "_$$nd_func$$_",
@@ -1391,7 +1393,7 @@ pub static RULES: &[RuleDef] = &[
         form: Compact,
         desc: "Node.js DoS loop",
         pat: Re(
-            r"\bwhile\s*\(+\s*(?:!+\s*)?(?:true|false|null|undefined|nan|infinity|1|-?0|!\s*\[\s*\]|\[\s*\]|\{\s*\}|!+\s*-?\d+|\d+|'.*'|\x22.*\x22)\s*\)+|\bfor\s*\(\s*;\s*;\s*\)",
+            r#"\bwhile\s*\(+\s*(?:[-+]?(?:infinity|[1-9]\d*(?:\.\d+)?)|true|\{\s*\}|\[\s*\]|'[^']+'|"[^"]+"|`[^`]+`|new\s+\w+|this|string|number|object|array|date|math|function|boolean|symbol|window|document|!(?:!!)*\s*(?:[-+]?0|false|null|undefined|nan|''|""|``)|!!(?:!!)*\s*(?:[-+]?(?:infinity|[1-9]\d*(?:\.\d+)?)|true|\{\s*\}|\[\s*\]|'[^']+'|"[^"]+"|`[^`]+`|new\s+\w+|this|string|number|object|array|date|math|function|boolean|symbol|window|document))\s*\)+|\bfor\s*\(\s*;\s*;\s*\)"#,
             &["while", "for"],
         ),
     },
@@ -1417,7 +1419,7 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "server-side template injection",
         pat: Re(
-            r#"(?:\{\{|\$\{|#\{|<%[=-]?)[^}%]{0,200}?[*+/%()\[\]'"|<>=!~`\\][^}%]{0,200}?(?:\}|%>)|\{%-?\s*(?:if|for|set|import|include|extends|block|macro|call|with|raw|load|exec|print|debug|filter)\b|<%[=-]?\s*(?:if|for|end|while|unless|each|system|exec|eval|require|import|include|out\.)\b|\b__class__\b|\b__mro__\b|\b__subclasses__\b|\b__globals__\b|\b__builtins__\b|\b__import__\b|\bself\s*\.\s*_templatereference\b|\bfreemarker\.template\b|\bnew\s*\(\s*\)\s*\?|\?new\s*\("#,
+            r#"(?:\{\{|\$\{|#\{|<%[=-]?)[^}%]{0,200}?[*+/()\[\]'"|<>!~`\\][^}%]{0,200}?(?:\}|%>)|\{%-?\s*(?:if|for|set|import|include|extends|block|macro|call|with|raw|load|exec|print|debug|filter)\b|<%[=-]?\s*(?:if|for|end|while|unless|each|system|exec|eval|require|import|include|out\.)\b|\b__class__\b|\b__mro__\b|\b__subclasses__\b|\b__globals__\b|\b__builtins__\b|\b__import__\b|\bself\s*\.\s*_templatereference\b|\bfreemarker\.template\b|\bnew\s*\(\s*\)\s*\?|\?new\s*\("#,
             &[
                 "{{",
                 "{%",
@@ -1544,7 +1546,7 @@ pub static RULES: &[RuleDef] = &[
         family: Java,
         pl: 1,
         score: CRITICAL,
-        targets: ARGS | FILE | HDR,
+        targets: ARGS | FILE | HDR | FDATA,
         form: Text,
         desc: "JSP code",
         pat: Re(
@@ -1662,7 +1664,7 @@ pub static RULES: &[RuleDef] = &[
         targets: HDR,
         form: Text,
         desc: "security scanner user agent",
-        pat: Words(&[
+        pat: WordsB(&[
             "havij",
             "arachni",
             "nuclei",
@@ -1700,7 +1702,6 @@ pub static RULES: &[RuleDef] = &[
             "hydra",
             "metasploit",
             "fimap",
-            "grabber",
             "webshag",
             "vega/",
             "xsser",

@@ -595,9 +595,10 @@ fn command_at(text: &str, sets: &Sets) -> bool {
         // Optional path prefix: /bin/, /usr/bin/, ./
         let rest = match rest.rfind('/') {
             Some(p)
-                if rest[..p]
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'/' || c == b'.')
+                if rest.starts_with(['/', '.'])
+                    && rest[..p]
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'/' || c == b'.')
                     && !rest[..p].contains(' ')
                     && p < 24 =>
             {

@@ -68,6 +68,8 @@ pub const HDR: u16 = 8;
 pub const PATH: u16 = 16;
 pub const FILE: u16 = 32;
 pub const BODY: u16 = 64;
+/// Uploaded file contents (web-shell signatures only).
+pub const FDATA: u16 = 128;
 /// Arguments, names, cookies and raw bodies.
 pub const ARGS: u16 = ARGV | ARGN | COOKIE | BODY;
 pub const ALL: u16 = ARGS | HDR | PATH | FILE;
@@ -81,6 +83,7 @@ pub fn loc_bit(loc: Loc) -> u16 {
         Loc::Path => PATH,
         Loc::Filename => FILE,
         Loc::Body => BODY,
+        Loc::FileContent => FDATA,
     }
 }
 
