@@ -343,13 +343,7 @@ async fn origin_down_gives_502_json_for_api_and_html_for_pages() {
         .await
         .expect("request");
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-    let rid = r.headers()["x-request-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
-    let v: Value = r.json().await.expect("json body");
-    assert_eq!(v["type"], "origin_unreachable");
-    assert_eq!(v["request_id"], rid.as_str());
+    json_error_id(r, Some("origin_unreachable")).await;
     let r = c.get(edge.at("/products/a")).send().await.expect("request");
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     assert!(r.headers()["content-type"]
@@ -1036,12 +1030,7 @@ async fn waf_blocks_attacks_with_the_request_id_and_logs_each_decision() {
         .await
         .expect("request");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let rid = r.headers()["x-request-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
-    let v: Value = r.json().await.expect("json");
-    assert_eq!(v["request_id"], rid.as_str());
+    let rid = json_error_id(r, Some("forbidden")).await;
     // XSS on a page: HTML 403.
     let r = c
         .get(edge.at("/products/a?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
@@ -1173,12 +1162,7 @@ async fn admin_paths_need_a_valid_access_jwt() {
         }
         let r = rb.send().await.expect("request");
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
-        let rid = r.headers()["x-request-id"]
-            .to_str()
-            .expect("rid")
-            .to_string();
-        let body: Value = r.json().await.expect("json body on an API route");
-        assert_eq!(body["request_id"], rid.as_str(), "{what}");
+        let rid = json_error_id(r, Some("forbidden")).await;
         let logs = edge
             .worker_logs_when(std::time::Duration::from_secs(5), |l| {
                 l.lines()
@@ -1228,13 +1212,7 @@ async fn rate_limited_routes_answer_429_with_retry_after() {
     let r = login().send().await.expect("request");
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "60");
-    let rid = r.headers()["x-request-id"]
-        .to_str()
-        .expect("rid")
-        .to_string();
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["type"], "rate_limited");
-    assert_eq!(body["request_id"], rid.as_str());
+    let rid = json_error_id(r, Some("rate_limited")).await;
     // Only the allowed attempts reached Medusa; other routes are not limited.
     assert_eq!(edge.medusa.requests_to("/auth/").len(), 3);
     for _ in 0..5 {
@@ -1260,6 +1238,21 @@ async fn rate_limited_routes_answer_429_with_retry_after() {
         "{logs}"
     );
     edge.shutdown().await;
+}
+
+/// The request id of an API error response, after checking that its JSON
+/// body has the `type` given and names the same id.
+async fn json_error_id(r: reqwest::Response, kind: Option<&str>) -> String {
+    let rid = r.headers()["x-request-id"]
+        .to_str()
+        .expect("x-request-id")
+        .to_string();
+    let v: Value = r.json().await.expect("JSON error body");
+    if let Some(k) = kind {
+        assert_eq!(v["type"], k, "{v}");
+    }
+    assert_eq!(v["request_id"], rid.as_str(), "{v}");
+    rid
 }
 
 /// Sends raw bytes to the worker and returns the response's status line and
