@@ -89,3 +89,12 @@ export async function verifyRs256(jwkJson, signature, data) {
   }
   return await crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, signature, data);
 }
+
+// The Cache API (caches.default) by key URL.
+export function cacheMatch(key) {
+  return caches.default.match(key, { ignoreMethod: true });
+}
+
+export function cachePut(key, response) {
+  return caches.default.put(key, response);
+}

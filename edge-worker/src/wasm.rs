@@ -14,7 +14,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{event, Env, Response, Result};
+use worker::{event, Env, Result};
 
 #[wasm_bindgen]
 extern "C" {
@@ -54,6 +54,12 @@ extern "C" {
 
     #[wasm_bindgen(js_name = verifyRs256)]
     fn verify_rs256_js(jwk_json: &str, signature: &[u8], data: &[u8]) -> js_sys::Promise;
+
+    #[wasm_bindgen(js_name = cacheMatch)]
+    fn cache_match_js(key: &str) -> js_sys::Promise;
+
+    #[wasm_bindgen(js_name = cachePut)]
+    fn cache_put_js(key: &str, response: &web_sys::Response) -> js_sys::Promise;
 
     #[wasm_bindgen(catch, js_name = buildResponse)]
     fn build_response(
@@ -434,11 +440,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
             return finish(&pipeline, &cx, &head, origin, "BYPASS", None, head_only);
         }
     };
-    let store = worker::Cache::default();
-    let stored = store.get(key.as_str(), true).await.ok().flatten();
+    let stored = cache_get(&key).await;
     let now = (date_now() / 1000.0) as u64;
-    if let Some(stored) = stored {
-        let sys_stored: web_sys::Response = stored_sys(stored);
+    if let Some(sys_stored) = stored {
         let stored_headers = headers_from_sys(&sys_stored.headers());
         match cache::freshness(&rule, &stored_headers, now) {
             Freshness::Fresh => {
@@ -658,10 +662,19 @@ async fn purge(
     )
 }
 
-fn stored_sys(r: Response) -> web_sys::Response {
-    // worker::Response wraps the web_sys response it came from.
-    let r: web_sys::Response = r.into();
-    r
+/// The stored copy under `key`, if any (a failing cache is a miss).
+async fn cache_get(key: &str) -> Option<web_sys::Response> {
+    match JsFuture::from(cache_match_js(key)).await {
+        Ok(v) => v.dyn_into::<web_sys::Response>().ok(),
+        Err(e) => {
+            log_json(
+                "warn",
+                "cache_match_failed",
+                &e.as_string().unwrap_or_else(|| "cache lookup failed".into()),
+            );
+            None
+        }
+    }
 }
 
 /// The upstream request made conditional on the stored copy's validators.
@@ -712,11 +725,12 @@ fn cache_copy(
 }
 
 async fn cache_put(key: &str, copy: web_sys::Response) {
-    if let Err(e) = worker::Cache::default()
-        .put(key, Response::from(copy))
-        .await
-    {
-        log_json("warn", "cache_put_failed", &e.to_string());
+    if let Err(e) = JsFuture::from(cache_put_js(key, &copy)).await {
+        let why = e
+            .as_string()
+            .or_else(|| js_sys::Error::from(e).message().as_string())
+            .unwrap_or_else(|| "cache put failed".into());
+        log_json("warn", "cache_put_failed", &why);
     }
 }
 
@@ -821,11 +835,7 @@ fn revalidated_or_miss(
                 &stream_value(stored.body()),
             )?;
             let key = key.to_string();
-            ctx.wait_until(async move {
-                let _ = worker::Cache::default()
-                    .put(key.as_str(), Response::from(again))
-                    .await;
-            });
+            ctx.wait_until(async move { cache_put(&key, again).await });
             return serve_stored(
                 pipeline,
                 cx,
