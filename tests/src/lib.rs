@@ -6,5 +6,6 @@ pub mod cloudflare_fake;
 pub mod hetzner_fake;
 pub mod kube_fake;
 pub mod origins;
+pub mod seq;
 pub mod shared_data;
 pub mod talos_fake;

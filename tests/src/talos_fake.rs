@@ -31,6 +31,8 @@ pub struct Call {
     pub method: String,
     /// Organizations (Talos roles) of the client certificate.
     pub roles: Vec<String>,
+    /// Position in the process-wide request sequence ([`crate::seq`]).
+    pub seq: u64,
 }
 
 /// Mutable state of the fake node.
@@ -226,6 +228,7 @@ async fn prologue<T>(
         s.calls.push(Call {
             method: method.to_string(),
             roles: roles.clone(),
+            seq: crate::seq::next(),
         });
         s.delays.get(method).copied()
     };
@@ -404,6 +407,7 @@ where
                     lock(&st).calls.push(Call {
                         method: path,
                         roles: vec![],
+                        seq: crate::seq::next(),
                     });
                 }
                 Box::pin(async move {

@@ -1226,6 +1226,7 @@ fn openapi_validator_flags_wrong_requests_and_responses() {
         status: 201,
         response: Some(json!({"server": {"id": 1}})),
         mutating: true,
+        seq: 0,
     };
     let p = api.validate(&bad_request);
     assert!(
@@ -1250,6 +1251,7 @@ fn openapi_validator_flags_wrong_requests_and_responses() {
             json!({"servers": [], "meta": {"pagination": {"page": 1, "per_page": 25, "previous_page": null, "next_page": null, "last_page": 1, "total_entries": 0}}}),
         ),
         mutating: false,
+        seq: 0,
     };
     let p = api.validate(&bad_query);
     assert_eq!(p.len(), 1, "{p:?}");

@@ -56,6 +56,8 @@ pub struct Logged {
     pub path: String,
     /// Response status (0 when the connection was dropped).
     pub status: u16,
+    /// Position in the process-wide request sequence ([`crate::seq`]).
+    pub seq: u64,
 }
 
 impl Logged {

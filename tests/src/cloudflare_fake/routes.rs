@@ -97,6 +97,7 @@ pub(crate) async fn handle(
                 method,
                 path: logged_path,
                 status,
+                seq: crate::seq::next(),
             });
             let e = if status == 429 {
                 err(
@@ -131,6 +132,7 @@ pub(crate) async fn handle(
                     method: method.clone(),
                     path: logged_path.clone(),
                     status: 0,
+                    seq: crate::seq::next(),
                 });
                 crash = true;
             }
@@ -149,6 +151,7 @@ pub(crate) async fn handle(
                 method,
                 path: logged_path,
                 status: 200,
+                seq: crate::seq::next(),
             });
             Ok(match reply {
                 Reply::Json(result, info) => {
@@ -171,6 +174,7 @@ pub(crate) async fn handle(
                 method,
                 path: logged_path,
                 status: e.status,
+                seq: crate::seq::next(),
             });
             Ok(error_resp(&e, &[]))
         }

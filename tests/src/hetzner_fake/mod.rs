@@ -35,6 +35,8 @@ pub struct Exchange {
     pub status: u16,
     pub response: Option<Value>,
     pub mutating: bool,
+    /// Position in the process-wide request sequence ([`crate::seq`]).
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -708,6 +710,7 @@ async fn handle(
         status: reply.status,
         response: reply.body.clone(),
         mutating,
+        seq: crate::seq::next(),
     });
     let remaining = if burst {
         0

@@ -1,5 +1,8 @@
-//! A fake Kubernetes API server, in-process, over HTTP on 127.0.0.1 (kube's
-//! connector speaks plain HTTP to `http://` servers). Stateful: it keeps
+//! A fake Kubernetes API server, in-process, on 127.0.0.1: over plain HTTP
+//! (kube's connector speaks it to `http://` servers), or over HTTPS with a
+//! serving certificate from a cluster CA that also verifies client
+//! certificates ([`KubeFake::start_tls_with`]; [`ServingTls::from_talos_bundle`]
+//! uses the Kubernetes CA of a Talos secrets bundle, like a real cluster). Stateful: it keeps
 //! objects, implements server-side apply (`application/apply-patch+yaml`,
 //! required `fieldManager`, field ownership and 409 conflicts, `force`),
 //! serves custom resources only once their CRD is `Established`, simulates
@@ -17,13 +20,14 @@
 //! as `containerPort`; where it would merge such a list, this fake reports a
 //! conflict, so it never misses one). There is no watch, no admission and no
 //! garbage collection.
-//! Unauthenticated requests are accepted because a kubeconfig with a client
-//! certificate sends no header and TLS is not terminated here.
+//! Over plain HTTP a request without a header is accepted (there is no TLS
+//! to carry a client certificate); over HTTPS it needs the bearer token or a
+//! client certificate the handshake verified.
 
 mod store;
 mod tls;
 
-pub use tls::ClusterCa;
+pub use tls::{ClusterCa, ServingTls};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -46,6 +50,8 @@ pub struct Recorded {
     pub query: String,
     pub content_type: Option<String>,
     pub body: Option<Value>,
+    /// Position in the process-wide request sequence ([`crate::seq`]).
+    pub seq: u64,
 }
 
 impl Recorded {
@@ -360,6 +366,7 @@ async fn handle(
         query: query.clone(),
         content_type: content_type.clone(),
         body: parsed.clone(),
+        seq: crate::seq::next(),
     });
     // Authentication: bearer token, or a client certificate (TLS is not
     // terminated here; a kubeconfig with a certificate sends no header).

@@ -57,7 +57,8 @@ impl ClusterCa {
         (cert.pem(), key.serialize_pem())
     }
 
-    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+    /// A serving certificate for 127.0.0.1 signed by this CA.
+    pub fn serving(&self) -> ServingTls {
         let mut p = CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
         p.subject_alt_names
             .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
@@ -68,9 +69,71 @@ impl ClusterCa {
         let cert = p
             .signed_by(&key, &self.cert, &self.key)
             .expect("server cert");
+        ServingTls {
+            ca_cert_pem: self.cert.pem(),
+            server_cert_pem: cert.pem(),
+            server_key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// What the fake serves HTTPS with: its certificate and key, and the CA that
+/// issued it, which is also the CA client certificates must come from (as
+/// on a real API server, whose serving and client CAs are the cluster's
+/// Kubernetes CA).
+#[derive(Clone)]
+pub struct ServingTls {
+    pub ca_cert_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+impl ServingTls {
+    /// A serving certificate for 127.0.0.1 issued by the Kubernetes CA of a
+    /// Talos secrets bundle, as the cluster's kube-apiserver would have: an
+    /// admin kubeconfig issued from the same bundle verifies it and is
+    /// accepted.
+    pub fn from_talos_bundle(secrets: &talos::SecretsBundle) -> Self {
+        use talos::pki::{issue_leaf, CaKind, KeyAlg, LeafSpec, PrivKey};
+        let leaf = issue_leaf(
+            CaKind::Kubernetes,
+            &secrets.k8s_ca,
+            &LeafSpec {
+                common_name: "kube-apiserver".into(),
+                organizations: vec![],
+                sans: vec!["127.0.0.1".into(), "localhost".into()],
+                server_auth: true,
+                client_auth: false,
+                alg: KeyAlg::EcdsaP256,
+                validity: time::Duration::days(1),
+            },
+            &mut rand::rngs::OsRng,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("apiserver certificate");
+        let key = PrivKey::from_pem(&leaf.key)
+            .expect("key")
+            .to_pkcs8_pem()
+            .expect("pkcs8");
+        Self {
+            ca_cert_pem: secrets.k8s_ca.crt.clone(),
+            server_cert_pem: leaf.crt,
+            server_key_pem: key.to_string(),
+        }
+    }
+
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert.der().clone()).expect("ca root");
+        for c in rustls_pemfile::certs(&mut self.ca_cert_pem.as_bytes()) {
+            roots.add(c.expect("ca pem")).expect("ca root");
+        }
+        let certs: Vec<_> = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("server certificate pem");
+        let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())
+            .expect("server key pem")
+            .expect("a server key");
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
@@ -82,10 +145,7 @@ impl ClusterCa {
             .with_safe_default_protocol_versions()
             .expect("protocols")
             .with_client_cert_verifier(verifier)
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
+            .with_single_cert(certs, key)
             .expect("server config");
         Arc::new(cfg)
     }
@@ -101,6 +161,12 @@ impl KubeFake {
     /// Start serving HTTPS on 127.0.0.1 with certificates from `ca`.
     /// Requests need the bearer token or a client certificate from `ca`.
     pub async fn start_tls(ca: &ClusterCa) -> Self {
+        Self::start_tls_with(&ca.serving()).await
+    }
+
+    /// Start serving HTTPS on 127.0.0.1 with `tls`. Requests need the bearer
+    /// token or a client certificate from `tls.ca_cert_pem`.
+    pub async fn start_tls_with(tls: &ServingTls) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
@@ -110,7 +176,7 @@ impl KubeFake {
             tls: true,
             ..Default::default()
         }));
-        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
         let s2 = shared.clone();
         let task = tokio::spawn(async move {
             loop {
