@@ -28,7 +28,7 @@ pub use apply::{
 };
 pub use error::{KustomizeError, ManifestError, PlatformError};
 pub use kubeconfig::{connect, Connection};
-pub use plan::{plan_addons, AddonPlan, AddonStep, PlanInputs};
+pub use plan::{plan_addons, required_inputs, AddonPlan, AddonStep, InputUse, PlanInputs};
 pub use secret::SecretValue;
 pub use status::{cluster_status, ClusterStatus, StatusOptions};
 

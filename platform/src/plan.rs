@@ -151,9 +151,8 @@ pub fn crd_serves(crd: &Value, api_version: &str, kind: &str) -> bool {
         })
 }
 
-/// Read the plan from `infra_root/bootstrap/` and complete it with `inputs`.
-pub fn plan_addons(infra_root: &Path, inputs: &PlanInputs) -> Result<AddonPlan, PlatformError> {
-    let infra_root = &kustomize::normalize(infra_root);
+/// The step directories of `infra_root/bootstrap/`, in apply order.
+fn step_dirs(infra_root: &Path) -> Result<Vec<PathBuf>, PlatformError> {
     let boot = infra_root.join("bootstrap");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&boot)
         .map_err(|e| PlatformError::Validation {
@@ -166,6 +165,49 @@ pub fn plan_addons(infra_root: &Path, inputs: &PlanInputs) -> Result<AddonPlan, 
         .filter(|p| p.is_dir() && kustomize::kustomization_file(p).is_some())
         .collect();
     dirs.sort();
+    Ok(dirs)
+}
+
+/// A secret input named by a bootstrap Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputUse {
+    /// The input (`hcloud.token`, `b2.key-id`...).
+    pub input: String,
+    /// The Secret that needs it.
+    pub object: ObjectRef,
+    /// Where the Secret is defined, for messages.
+    pub location: String,
+}
+
+/// Every secret input the bootstrap Secrets of `infra_root` name, in plan
+/// order, so the caller can gather them (and say what is missing) before
+/// building the plan. Malformed annotations are left to [`plan_addons`].
+pub fn required_inputs(infra_root: &Path) -> Result<Vec<InputUse>, PlatformError> {
+    let infra_root = &kustomize::normalize(infra_root);
+    let mut out = Vec::new();
+    for dir in step_dirs(infra_root)? {
+        for m in kustomize::build(&dir)? {
+            let Some(spec) = m.annotation(ANN_SECRET_INPUTS) else {
+                continue;
+            };
+            for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if let Some((_, input)) = pair.split_once('=') {
+                    out.push(InputUse {
+                        input: input.trim().to_string(),
+                        object: m.object_ref(),
+                        location: m.location(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Read the plan from `infra_root/bootstrap/` and complete it with `inputs`.
+pub fn plan_addons(infra_root: &Path, inputs: &PlanInputs) -> Result<AddonPlan, PlatformError> {
+    let infra_root = &kustomize::normalize(infra_root);
+    let dirs = step_dirs(infra_root)?;
     let mut plan = AddonPlan::default();
     let mut problems = Vec::new();
     for dir in dirs {

@@ -758,6 +758,35 @@ async fn invalid_manifest_stops_before_any_request() {
 }
 
 #[test]
+fn required_inputs_of_the_repository_are_the_documented_ones() {
+    let root = repo_root().join("infra");
+    let uses = platform::required_inputs(&root).expect("inputs");
+    let mut found: Vec<&str> = uses.iter().map(|u| u.input.as_str()).collect();
+    found.sort_unstable();
+    found.dedup();
+    let mut documented: Vec<String> = SECRET_INPUTS.iter().map(|(k, _)| k.to_string()).collect();
+    documented.sort();
+    assert_eq!(found, documented);
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("infra/README.md");
+    for i in &found {
+        assert!(
+            readme.contains(&format!("`{i}`")),
+            "{i} is not in infra/README.md"
+        );
+    }
+    let hcloud = uses
+        .iter()
+        .find(|u| u.input == "hcloud.token")
+        .expect("hcloud.token");
+    assert_eq!(hcloud.object.to_string(), "Secret kube-system/hcloud");
+    assert!(
+        hcloud.location.ends_with("secret.yaml"),
+        "{}",
+        hcloud.location
+    );
+}
+
+#[test]
 fn missing_secret_input_names_the_object_and_the_input() {
     let d = tree(&[
         ("bootstrap/10-s/kustomization.yaml", &format!("{KUST}  - s.yaml\n")),
