@@ -7,10 +7,14 @@
 
 use crate::apply::{self, ApplyError, Executor};
 use crate::hcloud::{Client, ClientConfig, HcloudError, DEFAULT_ENDPOINT, TOKEN_HELP};
+use crate::lockdown::{self, LockdownError};
 use crate::plan::{self, Observed, Plan, LABEL_PHASE};
+use crate::platform_ops::{self, PlatformStepError};
 use crate::progress::{line, Progress, Sink};
 use crate::spec::{ClusterSpec, SpecError};
 use crate::talos_ops;
+use crate::tunnel_ops;
+use crate::up::{self, TunnelStep};
 use crate::userdata::{self, UserDataError};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -38,6 +42,11 @@ pub struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Kubeconfig for the cluster steps of `up` and `status`, instead of an admin
+    /// one issued from the Talos secrets bundle for machine_config.generated.endpoint
+    /// (e.g. a server address that reaches the API after `lockdown`).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,7 +70,8 @@ pub enum Command {
     },
     /// Show, read-only, what `up` would create, change or delete.
     Plan,
-    /// Create or converge the cluster's infrastructure.
+    /// Create or converge the cluster: Hetzner, Talos bootstrap, then (when the
+    /// spec has them) the Cloudflare Tunnel, the platform add-ons and lockdown.
     Up {
         /// Allow deleting and re-creating servers whose type or image changed.
         #[arg(long)]
@@ -175,6 +185,20 @@ pub enum CliError {
     Api(#[from] HcloudError),
     #[error("Talos: {0}")]
     Talos(#[from] crate::talos_ops::TalosStepError),
+    #[error("Cloudflare Tunnel: {0}")]
+    Tunnel(#[from] tunnel::TunnelError),
+    #[error("platform: {0}")]
+    PlatformStep(#[from] PlatformStepError),
+    #[error("Kubernetes: {0}")]
+    Platform(#[from] platform::PlatformError),
+    #[error("lockdown: {0}")]
+    Lockdown(#[from] LockdownError),
+    #[error("cannot read kubeconfig {path}: {source}")]
+    KubeconfigFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no Hetzner API token: {TOKEN_HELP}")]
     NoToken,
     #[error("cannot read token file {path}: {source}")]
@@ -447,29 +471,142 @@ async fn cmd_up(
         persist: true,
     };
     let src = userdata::source_for(&spec, &dir, &senv)?;
-    let client = client(cli, env)?;
+    let hcloud_token = token(cli, env)?.ok_or(CliError::NoToken)?;
+    let kubeconfig_source = cli.kubeconfig.is_some() || src.generated().is_some();
+    let steps = up::prepare(&spec, &dir, &env.vars, &hcloud_token, kubeconfig_source)?;
+    let text = cli.output == Output::Text;
+    if let Some(p) = steps
+        .platform
+        .as_ref()
+        .filter(|p| text && !p.generated.is_empty())
+    {
+        line(
+            err,
+            &format!(
+                "generated {} in {} (encrypted; commit it)",
+                p.generated.join(", "),
+                p.secrets_file
+            ),
+        );
+    }
+    let client = client_with(cli, env, hcloud_token)?;
     let started = std::time::Instant::now();
     let progress = if cli.output == Output::Json {
         Progress::quiet()
     } else {
         Progress::new(err.clone(), env.terminal)
     };
+
+    // 1. Hetzner.
     let report = apply::up(&client, &spec, src.as_ref(), progress, allow_replace).await?;
     let (p, outcome) = (report.plan, report.outcome);
+    // A locked firewall admits no operator machine: the cluster was
+    // bootstrapped before it was locked, and Kubernetes is reachable only
+    // through an explicit --kubeconfig.
+    let locked = firewall_locked(&client, &spec).await?;
+    let mut skipped: Vec<String> = Vec::new();
+
+    // 2. Talos.
     let boot = match src.generated() {
+        Some(_) if locked => {
+            skipped.push("talos: the firewall is locked, so the cluster was bootstrapped before; not checked again".into());
+            None
+        }
         Some(g) => Some(bootstrap_step(cli, env, err, &client, &spec, g).await?),
         None => None,
     };
+
+    // 3. Cloudflare Tunnel.
+    let tunnel = match &steps.tunnel {
+        TunnelStep::Off => None,
+        TunnelStep::Skipped(why) => {
+            skipped.push(format!("tunnel: {why}"));
+            None
+        }
+        TunnelStep::Run(r) => {
+            if text {
+                line(err, "… Cloudflare Tunnel");
+            }
+            let t = tunnel_ops::up(r).await?;
+            if text {
+                for a in &t.report.actions {
+                    line(err, &format!("  {}", a.describe()));
+                }
+                for s in &t.report.secrets_stored {
+                    line(
+                        err,
+                        &format!("  stored {s} in the secrets file (encrypted)"),
+                    );
+                }
+                line(
+                    err,
+                    &format!(
+                        "✓ tunnel {}: {} change(s)",
+                        t.report.tunnel,
+                        t.report.actions.len()
+                    ),
+                );
+            }
+            Some(t)
+        }
+    };
+
+    // 4. Platform add-ons, then 5. lockdown.
+    let mut applied = None;
+    let mut locked_now = None;
+    if let Some(prep) = &steps.platform {
+        if locked && cli.kubeconfig.is_none() {
+            skipped.push("platform: the firewall is locked and no --kubeconfig was given, so the add-ons were not applied; pass --kubeconfig with a server address that reaches the API (Argo CD keeps the cluster in sync with Git meanwhile)".into());
+        } else {
+            let token = tunnel
+                .as_ref()
+                .map(|t| platform::SecretValue::new(t.token.expose()));
+            let plan = platform_ops::plan(prep, token, env.time_scale)?;
+            let kc = cluster_kubeconfig(cli, env, &spec, &dir, src.generated())?;
+            let report = if text {
+                let progress = platform_ops::LineProgress::new(err.clone());
+                platform_ops::apply(
+                    &kc,
+                    &plan,
+                    &platform_ops::options(env.time_scale),
+                    &progress,
+                )
+                .await?
+            } else {
+                platform_ops::apply(
+                    &kc,
+                    &plan,
+                    &platform_ops::options(env.time_scale),
+                    &platform::NoProgress,
+                )
+                .await?
+            };
+            applied = Some(report);
+        }
+        locked_now = Some(lockdown::lockdown(&client, &spec).await?);
+    }
+
     for n in &p.notes {
         line(err, &format!("note: {n}"));
+    }
+    for s in &skipped {
+        line(err, &format!("note: {s}"));
     }
     let stats = client.stats();
     if cli.output == Output::Json {
         emit_json(
             out,
-            &json!({ "cluster": spec.name, "outcome": outcome, "requests": stats, "bootstrap": boot }),
+            &json!({
+                "cluster": spec.name, "outcome": outcome, "requests": stats, "bootstrap": boot,
+                "tunnel": tunnel.as_ref().map(|t| &t.report),
+                "platform": applied,
+                "lockdown": locked_now,
+                "skipped": skipped,
+            }),
         );
-    } else if p.is_empty() {
+        return Ok(());
+    }
+    if p.is_empty() {
         line(
             out,
             &format!(
@@ -493,7 +630,88 @@ async fn cmd_up(
             ),
         );
     }
+    if let Some(t) = &tunnel {
+        line(
+            out,
+            &if t.report.actions.is_empty() {
+                format!("Tunnel {}: up to date.", t.report.tunnel)
+            } else {
+                format!(
+                    "Tunnel {}: {} change(s).",
+                    t.report.tunnel,
+                    t.report.actions.len()
+                )
+            },
+        );
+    }
+    if let Some(a) = &applied {
+        let total: usize = a.steps.iter().map(|s| s.objects.len()).sum();
+        line(
+            out,
+            &if a.changed() == 0 {
+                format!(
+                    "Platform: up to date ({total} objects in {} steps unchanged; server-side apply of identical objects changes nothing).",
+                    a.steps.len()
+                )
+            } else {
+                format!(
+                    "Platform: {} of {total} objects created or changed in {} steps, all ready.",
+                    a.changed(),
+                    a.steps.len()
+                )
+            },
+        );
+    }
+    if let Some(l) = &locked_now {
+        line(
+            out,
+            &if l.changed {
+                format!(
+                    "Firewall {} locked: no public inbound port is open (ICMPv6 only).",
+                    l.firewall
+                )
+            } else {
+                format!("Firewall {}: already locked.", l.firewall)
+            },
+        );
+    }
     Ok(())
+}
+
+/// Whether the cluster's firewall is locked (`provisioner lockdown` ran).
+async fn firewall_locked(client: &Client, spec: &ClusterSpec) -> Result<bool, CliError> {
+    let fws = client.firewalls(&plan::owned_selector(&spec.name)).await?;
+    Ok(fws
+        .iter()
+        .find(|f| f.name == spec.name)
+        .and_then(|f| f.labels.get(LABEL_PHASE))
+        .is_some_and(|p| p == "locked"))
+}
+
+/// The kubeconfig of the cluster steps: `--kubeconfig`, else an admin one
+/// issued now from the Talos secrets bundle (in memory only).
+fn cluster_kubeconfig(
+    cli: &Cli,
+    env: &Env,
+    spec: &ClusterSpec,
+    dir: &Path,
+    g: Option<&userdata::GeneratedUserData>,
+) -> Result<talos::zeroize::Zeroizing<String>, CliError> {
+    if let Some(p) = &cli.kubeconfig {
+        let path = env.cwd.join(p);
+        return std::fs::read_to_string(&path)
+            .map(talos::zeroize::Zeroizing::new)
+            .map_err(|source| CliError::KubeconfigFile { path, source });
+    }
+    if let Some(g) = g {
+        return Ok(talos_ops::kubeconfig(
+            g.secrets(),
+            &spec.name,
+            &g.cluster.endpoint,
+        )?);
+    }
+    let (secrets, g) = userdata::stored_secrets(spec, dir, &env.vars)?;
+    Ok(talos_ops::kubeconfig(&secrets, &spec.name, &g.endpoint)?)
 }
 
 /// Bootstraps Talos on the first control-plane node once the servers exist.
@@ -692,7 +910,7 @@ async fn cmd_down(
 }
 
 async fn cmd_status(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
-    let (spec, _) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
+    let (spec, dir) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
     let client = client(cli, env)?;
     let o = apply::observe(&client, &spec.name).await?;
     let servers: Vec<serde_json::Value> = o
@@ -713,6 +931,14 @@ async fn cmd_status(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
         .firewalls
         .first()
         .map(|f| f.labels.get(LABEL_PHASE).cloned().unwrap_or_default());
+    let locked = fw_phase.as_deref() == Some("locked");
+    let kube = kubernetes_section(cli, env, &spec, &dir, !o.servers.is_empty(), locked).await;
+    let tunnel = tunnel_section(env, &spec, &dir).await;
+    let failed = [kube.error(), tunnel.error()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
     if cli.output == Output::Json {
         emit_json(
             out,
@@ -722,10 +948,23 @@ async fn cmd_status(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
                 "placement_groups": o.groups.iter().map(|g| json!({"id": g.id, "name": g.name, "servers": g.servers.len()})).collect::<Vec<_>>(),
                 "firewalls": o.firewalls.iter().map(|f| json!({"id": f.id, "name": f.name, "inbound_rules": f.rules.len(), "phase": f.labels.get(LABEL_PHASE)})).collect::<Vec<_>>(),
                 "servers": servers,
+                "kubernetes": kube.to_json(),
+                "tunnel": tunnel.to_json(),
             }),
         );
-        return Ok(());
+    } else {
+        print_infra_status(out, &spec, &o, fw_phase.as_deref());
+        print_kube_status(out, &kube);
+        print_tunnel_status(out, &tunnel);
     }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Refused(format!("status is incomplete: {failed}")))
+    }
+}
+
+fn print_infra_status(out: &Sink, spec: &ClusterSpec, o: &Observed, fw_phase: Option<&str>) {
     line(out, &format!("Cluster {}", spec.name));
     for n in &o.networks {
         line(
@@ -746,7 +985,7 @@ async fn cmd_status(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
                 "  firewall {} ({} inbound rules, {})",
                 f.name,
                 f.rules.len(),
-                fw_phase.clone().unwrap_or_default()
+                fw_phase.unwrap_or_default()
             ),
         );
     }
@@ -772,35 +1011,218 @@ async fn cmd_status(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
     if o.networks.is_empty() && o.servers.is_empty() && o.firewalls.is_empty() {
         line(out, "  (nothing exists)");
     }
-    Ok(())
+}
+
+/// One section of `status` read from another API.
+enum Section<T> {
+    Skipped(String),
+    Read(T),
+    Failed(String),
+}
+
+impl<T: serde::Serialize> Section<T> {
+    fn error(&self) -> Option<String> {
+        match self {
+            Section::Failed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Section::Skipped(why) => json!({ "skipped": why }),
+            Section::Read(v) => serde_json::to_value(v).unwrap_or_default(),
+            Section::Failed(e) => json!({ "error": e }),
+        }
+    }
+}
+
+/// Nodes, add-on rollouts, Argo CD applications and cloudflared.
+async fn kubernetes_section(
+    cli: &Cli,
+    env: &Env,
+    spec: &ClusterSpec,
+    dir: &Path,
+    servers_exist: bool,
+    locked: bool,
+) -> Section<platform::ClusterStatus> {
+    if cli.kubeconfig.is_none() {
+        if !servers_exist {
+            return Section::Skipped("no servers yet".into());
+        }
+        if !matches!(
+            spec.machine_config,
+            crate::spec::MachineConfigSource::Generated(_)
+        ) {
+            return Section::Skipped(
+                "machine_config.files: pass --kubeconfig to read the cluster".into(),
+            );
+        }
+        if locked {
+            return Section::Skipped(
+                "the firewall is locked: pass --kubeconfig with a server address that reaches the API".into(),
+            );
+        }
+    }
+    let kc = match cluster_kubeconfig(cli, env, spec, dir, None) {
+        Ok(k) => k,
+        Err(e) => return Section::Failed(e.to_string()),
+    };
+    let read = async {
+        let conn = platform::connect(&kc, std::time::SystemTime::now()).await?;
+        platform::cluster_status(&conn, &platform::StatusOptions::default()).await
+    };
+    match read.await {
+        Ok(st) => Section::Read(st),
+        Err(e) => Section::Failed(format!("Kubernetes: {e}")),
+    }
+}
+
+/// The tunnel and its connections as Cloudflare sees them.
+async fn tunnel_section(
+    env: &Env,
+    spec: &ClusterSpec,
+    dir: &Path,
+) -> Section<tunnel::reconcile::TunnelStatus> {
+    let Some(t) = &spec.tunnel else {
+        return Section::Skipped("no [tunnel] in the spec".into());
+    };
+    if !tunnel_ops::credentials_given(&env.vars) {
+        return Section::Skipped(format!(
+            "{} not set",
+            tunnel_ops::CREDENTIAL_VARS.join(" / ")
+        ));
+    }
+    let r = async {
+        let (tspec, _) = tunnel_ops::load_spec(dir, &t.spec)?;
+        let r = tunnel_ops::reconciler(tspec, dir, &env.vars)?;
+        tunnel_ops::status(&r).await
+    };
+    match r.await {
+        Ok(st) => Section::Read(st),
+        Err(e) => Section::Failed(format!("Cloudflare Tunnel: {e}")),
+    }
+}
+
+fn print_kube_status(out: &Sink, s: &Section<platform::ClusterStatus>) {
+    let st = match s {
+        Section::Skipped(why) => return line(out, &format!("Kubernetes: not read ({why})")),
+        Section::Failed(e) => return line(out, &format!("Kubernetes: unavailable: {e}")),
+        Section::Read(st) => st,
+    };
+    line(out, &format!("Kubernetes {}", st.server));
+    for n in &st.nodes {
+        line(
+            out,
+            &format!(
+                "  node {} {} {} {}{}",
+                n.name,
+                if n.ready { "Ready" } else { "NotReady" },
+                if n.roles.is_empty() {
+                    "worker".to_string()
+                } else {
+                    n.roles.join(",")
+                },
+                n.kubelet_version,
+                n.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    for a in &st.addons {
+        line(
+            out,
+            &format!(
+                "  add-on {} {} {}/{} {}",
+                a.addon,
+                a.kind,
+                a.namespace,
+                a.name,
+                if a.rollout.ready {
+                    format!(
+                        "rolled out ({}/{} ready)",
+                        a.rollout.ready_replicas, a.rollout.desired
+                    )
+                } else {
+                    format!("NOT READY ({})", a.rollout.detail)
+                }
+            ),
+        );
+    }
+    match &st.applications {
+        None => line(out, "  Argo CD: not installed"),
+        Some(apps) if apps.is_empty() => line(out, "  Argo CD: no applications"),
+        Some(apps) => {
+            for a in apps {
+                line(
+                    out,
+                    &format!(
+                        "  application {} {} {}{}",
+                        a.name,
+                        a.sync,
+                        a.health,
+                        a.revision
+                            .as_deref()
+                            .map(|r| format!(" at {r}"))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+    match &st.cloudflared {
+        None => line(out, "  cloudflared: not deployed"),
+        Some(c) => line(
+            out,
+            &format!(
+                "  cloudflared {}/{} ready{}",
+                c.ready,
+                c.desired,
+                c.connections
+                    .map(|n| format!(", {n} tunnel connections (pod metrics)"))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+fn print_tunnel_status(out: &Sink, s: &Section<tunnel::reconcile::TunnelStatus>) {
+    match s {
+        Section::Skipped(why) if why.starts_with("no [tunnel]") => {}
+        Section::Skipped(why) => line(out, &format!("Tunnel: not read ({why})")),
+        Section::Failed(e) => line(out, &format!("Tunnel: unavailable: {e}")),
+        Section::Read(t) => {
+            line(
+                out,
+                &format!(
+                    "Tunnel {} {} ({} connections to Cloudflare), {}",
+                    t.tunnel,
+                    t.status.as_deref().unwrap_or("not created"),
+                    t.connections,
+                    if t.pending.is_empty() {
+                        "in sync".to_string()
+                    } else {
+                        format!(
+                            "{} change(s) pending: run `provisioner up`",
+                            t.pending.len()
+                        )
+                    }
+                ),
+            );
+        }
+    }
 }
 
 async fn cmd_lockdown(cli: &Cli, env: &Env, out: &Sink) -> Result<(), CliError> {
     let (spec, _) = load_spec(&spec_path(cli, env), token(cli, env)?.is_some())?;
     let client = client(cli, env)?;
-    let sel = plan::owned_selector(&spec.name);
-    let fws = client.firewalls(&sel).await?;
-    let Some(fw) = fws.iter().find(|f| f.name == spec.name) else {
-        return Err(CliError::Refused(format!(
-            "cluster {} has no firewall: run `provisioner up` first",
-            spec.name
-        )));
-    };
-    let locked = plan::firewall_rules(&spec, false);
-    if !plan::same_rules(&fw.rules, &locked) {
-        let actions = client.set_firewall_rules(fw.id, &locked).await?;
-        client.wait_actions(actions).await?;
-    }
-    if fw.labels.get(LABEL_PHASE).map(String::as_str) != Some("locked") {
-        let mut labels = fw.labels.clone();
-        labels.insert(LABEL_PHASE.into(), "locked".into());
-        client.set_labels("firewalls", fw.id, &labels).await?;
-    }
+    let l = lockdown::lockdown(&client, &spec).await?;
     line(
         out,
         &format!(
             "Firewall {} locked: no public inbound port is open (ICMPv6 only).",
-            fw.name
+            l.firewall
         ),
     );
     Ok(())

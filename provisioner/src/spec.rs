@@ -43,6 +43,55 @@ pub struct ClusterSpec {
     /// When true, `down` refuses to delete the cluster.
     #[serde(default)]
     pub delete_protection: bool,
+    /// `[tunnel]`: the Cloudflare Tunnel `up` reconciles after Talos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelRef>,
+    /// `[platform]`: the add-ons `up` applies through the Kubernetes API after
+    /// the tunnel (Cilium, Hetzner CCM and CSI, cloudflared, Argo CD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSpec>,
+}
+
+/// `[tunnel]`: where the tunnel spec is (the file `provisioner tunnel ...` uses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelRef {
+    /// The tunnel spec (TOML), relative to this file.
+    #[serde(default = "default_tunnel_spec")]
+    pub spec: PathBuf,
+}
+
+fn default_tunnel_spec() -> PathBuf {
+    PathBuf::from("infra/apps/cloudflared/tunnel.toml")
+}
+
+/// `[platform]`: the GitOps tree and what Argo CD follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSpec {
+    /// The Git repository Argo CD follows (the root Application's `repoURL`).
+    pub repo_url: String,
+    /// Branch, tag or commit Argo CD follows.
+    #[serde(default = "default_revision")]
+    pub revision: String,
+    /// `staging` or `production`: the Argo CD overlay
+    /// (`infra/argocd/overlays/<environment>`) and the secrets file
+    /// (`infra/secrets/edge.<environment>.age`) the secret inputs come from.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    /// The GitOps tree whose `bootstrap/` steps are applied, relative to this file.
+    #[serde(default = "default_infra_dir")]
+    pub infra_dir: PathBuf,
+}
+
+fn default_revision() -> String {
+    "main".to_string()
+}
+fn default_environment() -> String {
+    "production".to_string()
+}
+fn default_infra_dir() -> PathBuf {
+    PathBuf::from("infra")
 }
 
 fn default_location() -> String {
@@ -395,6 +444,31 @@ impl ClusterSpec {
             }
             _ => {}
         }
+        if let Some(pl) = &self.platform {
+            let url = pl.repo_url.trim();
+            if !(url.starts_with("https://")
+                || url.starts_with("ssh://")
+                || url.starts_with("git@"))
+                || url.contains(char::is_whitespace)
+            {
+                p.push(format!(
+                    "platform.repo_url {:?} is not a Git URL Argo CD can clone: write https://... (or ssh://... / git@host:path with a repository credential in Argo CD)",
+                    pl.repo_url
+                ));
+            }
+            if pl.revision.trim().is_empty() || pl.revision.contains(char::is_whitespace) {
+                p.push(format!(
+                    "platform.revision {:?} is not a branch, tag or commit: write e.g. \"main\"",
+                    pl.revision
+                ));
+            }
+            if let Err(e) = check_dns_label(&pl.environment) {
+                p.push(format!(
+                    "platform.environment {:?} {e} (it names infra/argocd/overlays/<environment>)",
+                    pl.environment
+                ));
+            }
+        }
         for src in &self.firewall.admin_sources {
             if parse_cidr_any(src).is_none() {
                 p.push(format!(
@@ -518,6 +592,18 @@ age_recipients = []
 schema_dir = "../shared/talos-config-schema"
 # Strategic-merge patches applied to the generated configs.
 patch_dir = "infra/talos"
+
+# After Talos, `up` reconciles the Cloudflare Tunnel (needs CLOUDFLARE_API_TOKEN and
+# CLOUDFLARE_ACCOUNT_ID) and applies the add-ons of infra/bootstrap/ through the
+# Kubernetes API (Cilium, Hetzner CCM and CSI, cloudflared, Argo CD and the root
+# Application), then closes the bootstrap firewall window (`lockdown`).
+# [tunnel]
+# spec = "infra/apps/cloudflared/tunnel.toml"
+# [platform]
+# repo_url = "https://github.com/you/shopedge"
+# revision = "main"
+# environment = "production"   # infra/argocd/overlays/<env>, infra/secrets/edge.<env>.age
+# infra_dir = "infra"
 
 # Or bring your own machine configs, e.g. from `talosctl gen config`:
 # [machine_config.files]
@@ -709,6 +795,51 @@ mod tests {
                 .to_string();
             assert!(e.contains(want), "want {want:?} in {e}");
         }
+    }
+
+    #[test]
+    fn platform_and_tunnel_sections_parse_with_defaults_and_are_checked() {
+        let t = format!(
+            "{}\n[tunnel]\n\n[platform]\nrepo_url = \"https://github.com/example/shop\"\n",
+            good()
+        );
+        let s = parse(&t).unwrap();
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        let pl = s.platform.as_ref().unwrap();
+        assert_eq!(
+            (pl.revision.as_str(), pl.environment.as_str()),
+            ("main", "production")
+        );
+        assert_eq!(pl.infra_dir, PathBuf::from("infra"));
+        assert_eq!(
+            s.tunnel.as_ref().unwrap().spec,
+            PathBuf::from("infra/apps/cloudflared/tunnel.toml")
+        );
+        // Absent sections leave the spec hash as it was.
+        let plain = parse(&good()).unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("platform"));
+        for (bad, want) in [
+            ("repo_url = \"ftp://x/y\"", "platform.repo_url"),
+            (
+                "repo_url = \"https://x/y\"\nenvironment = \"Prod\"",
+                "platform.environment",
+            ),
+            (
+                "repo_url = \"https://x/y\"\nrevision = \"\"",
+                "platform.revision",
+            ),
+        ] {
+            let s = parse(&format!("{}\n[platform]\n{bad}\n", good())).unwrap();
+            let e = s
+                .validate(Path::new("cluster.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "want {want:?} in {e}");
+        }
+        let e = parse(&format!("{}\n[platform]\nrepo = \"x\"\n", good()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `repo`"), "{e}");
     }
 
     #[test]

@@ -605,7 +605,10 @@ impl Full {
             let f = Full::secrets_file(&w);
             let keys = Full::keys(&w);
             let mut map = f.load_or_empty(&keys).unwrap();
-            map.insert("PROVISION_B2_KEY_ID".into(), tunnel::SecretString::new(B2_KEY_ID));
+            map.insert(
+                "PROVISION_B2_KEY_ID".into(),
+                tunnel::SecretString::new(B2_KEY_ID),
+            );
             map.insert(
                 "PROVISION_B2_APPLICATION_KEY".into(),
                 tunnel::SecretString::new(B2_APP_KEY),
@@ -717,9 +720,17 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
         .map(|x| x.seq)
         .unwrap();
     let cf_log = c.cf.log();
-    let cf_first = cf_log.iter().filter(|l| l.is_mutating()).map(|l| l.seq).min().unwrap();
+    let cf_first = cf_log
+        .iter()
+        .filter(|l| l.is_mutating())
+        .map(|l| l.seq)
+        .min()
+        .unwrap();
     let cf_last = cf_log.iter().map(|l| l.seq).max().unwrap();
-    assert!(cf_log.iter().any(|l| l.path.contains("/token")), "tunnel token read");
+    assert!(
+        cf_log.iter().any(|l| l.path.contains("/token")),
+        "tunnel token read"
+    );
     let reqs = c.kube.requests();
     let cilium = first_patch(&reqs, "/daemonsets/cilium");
     let cilium_ready = reqs
@@ -748,43 +759,100 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
         ("lockdown", set_rules.seq),
     ];
     for pair in order.windows(2) {
-        assert!(pair[0].1 < pair[1].1, "{} must come before {}", pair[0].0, pair[1].0);
+        assert!(
+            pair[0].1 < pair[1].1,
+            "{} must come before {}",
+            pair[0].0,
+            pair[1].0
+        );
     }
     // Every Kubernetes write is a server-side apply by `provisioner`, unforced.
     let patches: Vec<_> = reqs.iter().filter(|r| r.method == "PATCH").collect();
     assert!(patches.len() > 60, "{}", patches.len());
     for r in &patches {
-        assert_eq!(r.content_type.as_deref(), Some("application/apply-patch+yaml"));
-        assert_eq!(r.param("fieldManager").as_deref(), Some("provisioner"), "{}", r.path);
+        assert_eq!(
+            r.content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+        assert_eq!(
+            r.param("fieldManager").as_deref(),
+            Some("provisioner"),
+            "{}",
+            r.path
+        );
         assert_eq!(r.param("force"), None, "{}", r.path);
     }
     assert!(!reqs.iter().any(|r| r.is_mutation() && r.method != "PATCH"));
     // The firewall is locked: no inbound rule but ICMP.
-    let fw = w.hetzner.with(|st| st.firewalls.values().next().cloned()).unwrap();
-    assert_eq!(fw.labels.get("firewall-phase").map(String::as_str), Some("locked"));
-    assert!(fw.rules.iter().all(|r| r["protocol"] == "icmp"), "{:?}", fw.rules);
+    let fw = w
+        .hetzner
+        .with(|st| st.firewalls.values().next().cloned())
+        .unwrap();
+    assert_eq!(
+        fw.labels.get("firewall-phase").map(String::as_str),
+        Some("locked")
+    );
+    assert!(
+        fw.rules.iter().all(|r| r["protocol"] == "icmp"),
+        "{:?}",
+        fw.rules
+    );
 
     // What went in: the tunnel token, the HCLOUD token and network, the repo.
     let token = c.tunnel_token().await;
-    let cf_secret = c.kube.object("", "secrets", "cloudflared", "cloudflared-token").unwrap();
-    assert_eq!(cf_secret["data"]["token"].as_str(), Some(b64(&token).as_str()));
-    let hc = c.kube.object("", "secrets", "kube-system", "hcloud").unwrap();
-    assert_eq!(hc["data"]["token"].as_str(), Some(b64(fake::TOKEN).as_str()));
+    let cf_secret = c
+        .kube
+        .object("", "secrets", "cloudflared", "cloudflared-token")
+        .unwrap();
+    assert_eq!(
+        cf_secret["data"]["token"].as_str(),
+        Some(b64(&token).as_str())
+    );
+    let hc = c
+        .kube
+        .object("", "secrets", "kube-system", "hcloud")
+        .unwrap();
+    assert_eq!(
+        hc["data"]["token"].as_str(),
+        Some(b64(fake::TOKEN).as_str())
+    );
     assert_eq!(hc["data"]["network"].as_str(), Some(b64("shop").as_str()));
-    let app = c.kube.object("argoproj.io", "applications", "argocd", "root").unwrap();
-    assert_eq!(app["spec"]["source"]["repoURL"], "https://github.com/example/shop-fork");
+    let app = c
+        .kube
+        .object("argoproj.io", "applications", "argocd", "root")
+        .unwrap();
+    assert_eq!(
+        app["spec"]["source"]["repoURL"],
+        "https://github.com/example/shop-fork"
+    );
     assert_eq!(app["spec"]["source"]["targetRevision"], "v1.2.3");
-    assert_eq!(app["spec"]["source"]["path"], "infra/argocd/overlays/production");
+    assert_eq!(
+        app["spec"]["source"]["path"],
+        "infra/argocd/overlays/production"
+    );
     // Generated inputs persist (encrypted) and are what the cluster got.
     let stored = Full::secrets_file(w).load(&Full::keys(w)).unwrap();
-    let pg = stored.get("PROVISION_POSTGRES_PASSWORD").expect("generated").expose().to_string();
+    let pg = stored
+        .get("PROVISION_POSTGRES_PASSWORD")
+        .expect("generated")
+        .expose()
+        .to_string();
     assert_eq!(pg.len(), 64);
     let db = c.kube.object("", "secrets", "shop", "medusa-db").unwrap();
     assert_eq!(db["data"]["password"].as_str(), Some(b64(&pg).as_str()));
-    assert!(err.contains("generated") && err.contains("PROVISION_REDIS_PASSWORD"), "{err}");
-    assert!(out.contains("Platform: ") && out.contains("all ready"), "{out}");
+    assert!(
+        err.contains("generated") && err.contains("PROVISION_REDIS_PASSWORD"),
+        "{err}"
+    );
+    assert!(
+        out.contains("Platform: ") && out.contains("all ready"),
+        "{out}"
+    );
     assert!(out.contains("Firewall shop locked"), "{out}");
-    assert!(err.contains("… platform cilium") && err.contains("✓ platform root-app ready"), "{err}");
+    assert!(
+        err.contains("… platform cilium") && err.contains("✓ platform root-app ready"),
+        "{err}"
+    );
 
     // 2. Again, with the firewall locked: a kubeconfig that reaches the API is
     //    passed explicitly. Nothing changes anywhere; the applies are sent
@@ -798,12 +866,28 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
     let objects = c.kube.object_count();
     let (code, out, err) = c.run(&["up", "--kubeconfig", "kc.yaml"]).await;
     assert_eq!(code, 0, "second up failed:\n{out}\n{err}");
-    let hz: Vec<_> = w.hetzner.exchanges().into_iter().filter(|x| x.mutating).collect();
+    let hz: Vec<_> = w
+        .hetzner
+        .exchanges()
+        .into_iter()
+        .filter(|x| x.mutating)
+        .collect();
     assert!(hz.is_empty(), "Hetzner changes: {hz:?}");
-    assert!(c.cf.mutating().is_empty(), "Cloudflare changes: {:?}", c.cf.mutating());
+    assert!(
+        c.cf.mutating().is_empty(),
+        "Cloudflare changes: {:?}",
+        c.cf.mutating()
+    );
     assert_eq!(c.kube.mutations(), mutations, "Kubernetes objects changed");
     assert_eq!(c.kube.object_count(), objects);
-    assert_eq!(c.kube.requests().iter().filter(|r| r.method == "PATCH").count(), patches.len());
+    assert_eq!(
+        c.kube
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count(),
+        patches.len()
+    );
     assert_eq!(c.talos.count("Bootstrap"), 1, "bootstrapped twice");
     assert!(out.contains("is up to date"), "{out}");
     assert!(out.contains("Tunnel shop-tunnel: up to date."), "{out}");
@@ -836,7 +920,7 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
         "firewall shop (",
         "node shop-cp-1 Ready control-plane v1.34.1",
         "node shop-w-edge-1 Ready worker",
-        "add-on cilium DaemonSet kube-system/cilium rolled out",
+        "add-on cilium DaemonSet kube-system/cilium rolled out (3/3 ready)",
         "add-on hcloud-ccm Deployment kube-system/hcloud-cloud-controller-manager rolled out",
         "application postgres Synced Healthy at abc123",
         "application root Unknown Unknown",
@@ -845,24 +929,37 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
     ] {
         assert!(out.contains(want), "want {want:?} in\n{out}");
     }
-    let (code, out, err) = c.run(&["status", "--kubeconfig", "kc.yaml", "-o", "json"]).await;
+    let (code, out, err) = c
+        .run(&["status", "--kubeconfig", "kc.yaml", "-o", "json"])
+        .await;
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let k = &v["kubernetes"];
     assert_eq!(k["nodes"].as_array().map(Vec::len), Some(3));
-    assert!(k["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true));
+    assert!(k["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["ready"] == true));
     let addons = k["addons"].as_array().unwrap();
-    assert!(addons.iter().any(|a| a["addon"] == "argocd" && a["rollout"]["ready"] == true));
+    assert!(addons
+        .iter()
+        .any(|a| a["addon"] == "argocd" && a["rollout"]["ready"] == true));
     assert!(addons.iter().all(|a| a["rollout"]["ready"] == true));
     let apps = k["applications"].as_array().unwrap();
-    assert!(apps.iter().any(|a| a["name"] == "postgres" && a["health"] == "Healthy"));
+    assert!(apps
+        .iter()
+        .any(|a| a["name"] == "postgres" && a["health"] == "Healthy"));
     assert_eq!(k["cloudflared"]["desired"], 2);
     assert_eq!(v["tunnel"]["connections"], 4);
     assert_eq!(v["tunnel"]["pending"].as_array().map(Vec::len), Some(0));
     // Without a kubeconfig, a locked cluster is not read (and says why).
     let (code, out, _) = c.run(&["status"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("Kubernetes: not read (the firewall is locked"), "{out}");
+    assert!(
+        out.contains("Kubernetes: not read (the firewall is locked"),
+        "{out}"
+    );
 
     // 5. Bad kubeconfigs name the problem; nothing reaches the server.
     c.kube.clear_requests();
@@ -877,22 +974,41 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
     std::fs::write(w.dir.path().join("old.yaml"), old.as_str()).unwrap();
     let (code, out, err) = c.run(&["status", "--kubeconfig", "old.yaml"]).await;
     assert_eq!(code, 1);
-    assert!(out.contains("expired") && err.contains("provisioner kubeconfig"), "{out}\n{err}");
+    assert!(
+        out.contains("expired") && err.contains("provisioner kubeconfig"),
+        "{out}\n{err}"
+    );
     assert!(c.kube.requests().is_empty());
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = format!("https://{}", l.local_addr().unwrap());
     drop(l);
     let kc = std::fs::read_to_string(w.dir.path().join("kc.yaml")).unwrap();
-    std::fs::write(w.dir.path().join("gone.yaml"), kc.replace(&c.kube.url(), &closed)).unwrap();
+    std::fs::write(
+        w.dir.path().join("gone.yaml"),
+        kc.replace(&c.kube.url(), &closed),
+    )
+    .unwrap();
     let (code, out, err) = c.run(&["status", "--kubeconfig", "gone.yaml"]).await;
     assert_eq!(code, 1);
-    assert!(err.contains(&closed) && err.contains("unreachable"), "{out}\n{err}");
+    assert!(
+        err.contains(&closed) && err.contains("unreachable"),
+        "{out}\n{err}"
+    );
 
     // 6. No secret in any output, log or plaintext file.
     let mut needles = secret_needles(&c.bundle);
     needles.push(w.identity.trim().to_string());
-    needles.extend([CF_TOKEN.to_string(), fake::TOKEN.to_string(), B2_APP_KEY.to_string()]);
-    needles.extend([token.clone(), b64(&token), b64(B2_APP_KEY), b64(fake::TOKEN)]);
+    needles.extend([
+        CF_TOKEN.to_string(),
+        fake::TOKEN.to_string(),
+        B2_APP_KEY.to_string(),
+    ]);
+    needles.extend([
+        token.clone(),
+        b64(&token),
+        b64(B2_APP_KEY),
+        b64(fake::TOKEN),
+    ]);
     for (name, v) in &stored {
         if name.ends_with("_USER") {
             continue; // user names, not secrets
@@ -901,6 +1017,10 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
         needles.push(b64(v.expose()));
     }
     let logged = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    assert!(
+        logged.contains("create tunnel shop-tunnel"),
+        "the log capture sees this test's steps"
+    );
     let printed = format!("{}{}", w.out.text(), w.err.text());
     for n in &needles {
         assert!(!printed.contains(n.as_str()), "a secret was printed");
@@ -909,7 +1029,11 @@ async fn up_runs_hetzner_talos_tunnel_platform_lockdown_in_order_and_again_as_a_
     for f in files(w.dir.path()) {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
         for n in &needles {
-            assert!(!text.contains(n.as_str()), "a secret is in plaintext in {}", f.display());
+            assert!(
+                !text.contains(n.as_str()),
+                "a secret is in plaintext in {}",
+                f.display()
+            );
         }
     }
 }
@@ -936,27 +1060,43 @@ async fn rollout_that_never_becomes_ready_stops_up_naming_the_object_and_keeps_t
             && err.contains("ProgressDeadlineExceeded"),
         "{err}"
     );
-    assert!(err.contains("waiting for Deployment kube-system/hcloud-cloud-controller-manager"), "{err}");
+    assert!(
+        err.contains("waiting for Deployment kube-system/hcloud-cloud-controller-manager"),
+        "{err}"
+    );
     let reqs = c.kube.requests();
-    assert!(reqs.iter().any(|r| r.method == "PATCH" && r.path.contains("/daemonsets/cilium")));
+    assert!(reqs
+        .iter()
+        .any(|r| r.method == "PATCH" && r.path.contains("/daemonsets/cilium")));
     assert!(
         !reqs.iter().any(|r| r.method == "PATCH"
             && (r.path.contains("/namespaces/cloudflared/") || r.path.contains("argoproj.io"))),
         "nothing after the failed step is applied"
     );
     assert!(
-        !c.w.hetzner.exchanges().iter().any(|x| x.path.ends_with("/actions/set_rules")),
+        !c.w.hetzner
+            .exchanges()
+            .iter()
+            .any(|x| x.path.ends_with("/actions/set_rules")),
         "lockdown must not run after a failure"
     );
     // status (not locked: the admin kubeconfig is issued from the bundle) shows it.
     let (code, out, err) = c.run(&["status"]).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("firewall shop (") && out.contains("bootstrap)"), "{out}");
     assert!(
-        out.contains("add-on hcloud-ccm Deployment kube-system/hcloud-cloud-controller-manager NOT READY"),
+        out.contains("firewall shop (") && out.contains("bootstrap)"),
         "{out}"
     );
-    assert!(out.contains("Argo CD: not installed") && out.contains("cloudflared: not deployed"), "{out}");
+    assert!(
+        out.contains(
+            "add-on hcloud-ccm Deployment kube-system/hcloud-cloud-controller-manager NOT READY"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Argo CD: not installed") && out.contains("cloudflared: not deployed"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -964,25 +1104,46 @@ async fn platform_input_problems_stop_up_before_any_request() {
     let Some(schema) = schema_dir() else { return };
     let c = Full::start(&schema, &repo_infra(), false).await;
     let requests = |c: &Full| {
-        c.w.hetzner.exchanges().len() + c.cf.log().len() + c.kube.requests().len() + c.talos.calls().len()
+        c.w.hetzner.exchanges().len()
+            + c.cf.log().len()
+            + c.kube.requests().len()
+            + c.talos.calls().len()
     };
 
     // The B2 keys were never stored: named with the Secret and the command.
     let (code, _, err) = c.run(&["up"]).await;
     assert_eq!(code, 1);
     assert!(
-        err.contains("Secret data/b2-backup-credentials needs secret input `b2.key-id`")
+        err.contains("secret input `b2.key-id` needed by Secret data/b2-backup-credentials")
+            && err.contains("Secret observability/loki-object-storage")
             && err.contains("provisioner secrets set --env production PROVISION_B2_KEY_ID"),
         "{err}"
     );
-    assert!(!Full::secrets_file(&c.w).exists(), "nothing generated while inputs are missing");
+    assert!(
+        !Full::secrets_file(&c.w).exists(),
+        "nothing generated while inputs are missing"
+    );
 
-    // Cloudflare credentials missing: the tunnel token cannot be had.
+    // Cloudflare credentials missing: the tunnel token cannot be had; the
+    // passwords `up` would generate are not written either.
+    let f = Full::secrets_file(&c.w);
+    let keys = Full::keys(&c.w);
+    let mut map = tunnel::secrets::store::SecretMap::new();
+    map.insert(
+        "PROVISION_B2_KEY_ID".into(),
+        tunnel::SecretString::new(B2_KEY_ID),
+    );
+    map.insert(
+        "PROVISION_B2_APPLICATION_KEY".into(),
+        tunnel::SecretString::new(B2_APP_KEY),
+    );
+    f.save(&keys, &map).unwrap();
     let mut env = c.env();
     env.vars.remove("CLOUDFLARE_API_TOKEN");
     let (code, _, err) = c.w.run_env(env, &["up"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("CLOUDFLARE_API_TOKEN is not set"), "{err}");
+    assert_eq!(f.load(&keys).unwrap().len(), 2);
 
     // A manifest that fails validation: named by file and rule.
     let bad = tempfile::tempdir().unwrap();
@@ -1002,8 +1163,15 @@ async fn platform_input_problems_stop_up_before_any_request() {
     c.w.write_spec(&platform_spec(&c.kube.url(), &schema, &infra));
     let (code, _, err) = c.run(&["up"]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("nothing was applied") && err.contains("web.yaml"), "{err}");
+    assert!(
+        err.contains("nothing was applied") && err.contains("web.yaml"),
+        "{err}"
+    );
     assert!(err.contains("Deployment default/web"), "{err}");
 
-    assert_eq!(requests(&c), 0, "no request to any API before the inputs are complete and valid");
+    assert_eq!(
+        requests(&c),
+        0,
+        "no request to any API before the inputs are complete and valid"
+    );
 }
