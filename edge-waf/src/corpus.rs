@@ -255,8 +255,11 @@ pub struct Outcome {
     pub matches: Vec<(u32, u32, String)>,
 }
 
+/// Method, URI, sorted lowercase headers and body.
+type Fingerprint = (String, String, Vec<(String, String)>, Option<Vec<u8>>);
+
 /// What the WAF sees of a request, for finding identical requests.
-fn fingerprint(r: &CorpusRequest) -> (String, String, Vec<(String, String)>, Option<Vec<u8>>) {
+fn fingerprint(r: &CorpusRequest) -> Fingerprint {
     let mut h: Vec<(String, String)> = r
         .headers
         .iter()

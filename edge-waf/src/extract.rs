@@ -5,6 +5,8 @@
 //! All parsing is bounded by the configured limits and reports problems
 //! (malformed JSON or multipart, excessive depth) instead of failing.
 
+use std::borrow::Cow;
+
 use crate::config::Limits;
 
 /// Where a field came from.
@@ -44,15 +46,118 @@ impl Loc {
     }
 }
 
-/// One value to inspect.
+/// A field's name, kept in the cheapest form until a log line or an
+/// exclusion needs it as text (see [`Fields::name`]).
 #[derive(Debug, Clone)]
-pub struct Field {
+pub enum Name<'a> {
+    Static(&'static str),
+    /// As sent (cookie names).
+    Raw(&'a [u8]),
+    /// Percent-encoded with `+` for space (query and form argument names).
+    Encoded(&'a [u8]),
+    /// A header name as sent (shown lowercase).
+    Header(&'a str),
+    /// A JSON key: index into the document's key table.
+    Json(u32),
+    Owned(String),
+}
+
+/// One value to inspect, borrowed from the request where possible.
+#[derive(Debug, Clone)]
+pub struct Field<'a> {
     pub loc: Loc,
     /// Argument, cookie or header name (for exclusions and logs).
-    pub name: String,
-    pub raw: Vec<u8>,
+    pub name: Name<'a>,
+    pub raw: Cow<'a, [u8]>,
     /// Whether `+` means space (query and form encoding).
     pub plus: bool,
+}
+
+/// The fields of one request, and the JSON key table their names refer to.
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    pub list: Vec<Field<'a>>,
+    /// JSON keys: (index of the parent key + 1, or 0 at the top; key).
+    json: Vec<(u32, Cow<'a, [u8]>)>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new() -> Fields<'a> {
+        Fields {
+            list: Vec::with_capacity(32),
+            json: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, f: Field<'a>) {
+        self.list.push(f);
+    }
+
+    /// The last component of a field's name: a JSON field's own key, the
+    /// whole name otherwise.
+    pub fn last_key<'s>(&'s self, f: &'s Field<'_>) -> Cow<'s, str> {
+        match f.name {
+            Name::Json(i) => self
+                .json
+                .get(i as usize)
+                .map_or(Cow::Borrowed(""), |(_, k)| String::from_utf8_lossy(k)),
+            _ => self.name(f),
+        }
+    }
+
+    /// A JSON key or value at the top level of the document, or any field
+    /// that is not from JSON.
+    pub fn top_level(&self, f: &Field<'_>) -> bool {
+        match f.name {
+            Name::Json(i) => self.json.get(i as usize).is_some_and(|(p, _)| *p == 0),
+            _ => true,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// A short, decoded, printable name for logs and exclusion matching
+    /// (JSON keys as a dotted path, header names lowercase).
+    pub fn name<'s>(&'s self, f: &'s Field<'_>) -> Cow<'s, str> {
+        match &f.name {
+            Name::Static(s) => Cow::Borrowed(s),
+            Name::Owned(s) => Cow::Borrowed(s),
+            Name::Header(h) => {
+                if h.bytes().any(|c| c.is_ascii_uppercase()) {
+                    Cow::Owned(h.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(h)
+                }
+            }
+            Name::Raw(b) => Cow::Owned(printable(&String::from_utf8_lossy(b))),
+            Name::Encoded(b) => Cow::Owned(display_name(b)),
+            Name::Json(i) => {
+                let mut keys = Vec::new();
+                let mut at = *i as usize + 1;
+                while at > 0 && keys.len() < 64 {
+                    let Some((parent, key)) = self.json.get(at - 1) else {
+                        break;
+                    };
+                    keys.push(key);
+                    at = *parent as usize;
+                }
+                let mut s = String::new();
+                for (n, k) in keys.iter().rev().enumerate() {
+                    if n > 0 {
+                        s.push('.');
+                    }
+                    s.push_str(&String::from_utf8_lossy(&k[..k.len().min(256)]));
+                }
+                Cow::Owned(s)
+            }
+        }
+    }
 }
 
 /// Problems found while parsing the body.
@@ -84,10 +189,14 @@ pub fn body_kind(media_type: &str) -> BodyKind {
     }
 }
 
+fn cap(b: &[u8], n: usize) -> &[u8] {
+    &b[..b.len().min(n)]
+}
+
 /// Split `name=value&...` into argument fields.
-pub fn parse_urlencoded(
-    input: &[u8],
-    out: &mut Vec<Field>,
+pub fn parse_urlencoded<'a>(
+    input: &'a [u8],
+    out: &mut Fields<'a>,
     limits: &Limits,
     issues: &mut BodyIssues,
 ) {
@@ -103,19 +212,18 @@ pub fn parse_urlencoded(
             Some(p) => (&pair[..p], Some(&pair[p + 1..])),
             None => (pair, None),
         };
-        let name_s = display_name(name);
         out.push(Field {
             loc: Loc::ArgName,
-            name: name_s.clone(),
-            raw: name[..name.len().min(limits.max_field_len)].to_vec(),
+            name: Name::Encoded(name),
+            raw: Cow::Borrowed(cap(name, limits.max_field_len)),
             plus: true,
         });
         if let Some(v) = value {
             if !v.is_empty() {
                 out.push(Field {
                     loc: Loc::ArgValue,
-                    name: name_s,
-                    raw: v[..v.len().min(limits.max_field_len)].to_vec(),
+                    name: Name::Encoded(name),
+                    raw: Cow::Borrowed(cap(v, limits.max_field_len)),
                     plus: true,
                 });
             }
@@ -123,20 +231,20 @@ pub fn parse_urlencoded(
     }
 }
 
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(128).collect()
+}
+
 /// A short, decoded, printable name for logs and exclusion matching.
 fn display_name(raw: &[u8]) -> String {
     let raw = &raw[..raw.len().min(256)];
     let mut flags = crate::normalize::DecodeFlags::default();
     let (dec, _) = crate::normalize::percent_decode_pass(raw, true, &mut flags);
-    String::from_utf8_lossy(&dec)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(128)
-        .collect()
+    printable(&String::from_utf8_lossy(&dec))
 }
 
 /// Cookies: `a=b; c=d`.
-pub fn parse_cookies(header: &str, out: &mut Vec<Field>, limits: &Limits) {
+pub fn parse_cookies<'a>(header: &'a str, out: &mut Fields<'a>, limits: &Limits) {
     for part in header.split(';') {
         let part = part.trim();
         if part.is_empty() || out.len() >= limits.max_args {
@@ -148,71 +256,33 @@ pub fn parse_cookies(header: &str, out: &mut Vec<Field>, limits: &Limits) {
         };
         out.push(Field {
             loc: Loc::CookieName,
-            name: name.chars().take(128).collect(),
-            raw: cap(name.as_bytes(), limits.max_field_len),
+            name: Name::Raw(name.as_bytes()),
+            raw: Cow::Borrowed(cap(name.as_bytes(), limits.max_field_len)),
             plus: false,
         });
         if !value.is_empty() {
             out.push(Field {
                 loc: Loc::CookieValue,
-                name: name.chars().take(128).collect(),
-                raw: cap(value.as_bytes(), limits.max_field_len),
+                name: Name::Raw(name.as_bytes()),
+                raw: Cow::Borrowed(cap(value.as_bytes(), limits.max_field_len)),
                 plus: false,
             });
         }
     }
 }
 
-fn cap(b: &[u8], n: usize) -> Vec<u8> {
-    b[..b.len().min(n)].to_vec()
-}
-
-/// Maximum nesting depth of a JSON document, computed without parsing
-/// (strings are skipped), so a hostile depth never reaches the parser.
-pub fn json_depth(input: &[u8]) -> usize {
-    let mut depth = 0usize;
-    let mut max = 0usize;
-    let mut in_str = false;
-    let mut esc = false;
-    for &b in input {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
-/// JSON body: every key (as a dotted path) and every string value.
+/// JSON body: every key (named by its dotted path) and every string value.
 ///
-/// A streaming scanner (no value tree): it checks the structure, bounds
-/// the depth and unescapes strings, so a 64 KiB document costs one pass.
-pub fn parse_json(
-    input: &[u8],
+/// A streaming scanner (no value tree): it checks the structure, stops at
+/// the depth limit and unescapes strings, so a 64 KiB document costs one
+/// pass; strings without escapes are borrowed from the body.
+pub fn parse_json<'a>(
+    input: &'a [u8],
     truncated: bool,
-    out: &mut Vec<Field>,
+    out: &mut Fields<'a>,
     limits: &Limits,
     issues: &mut BodyIssues,
 ) {
-    if json_depth(input) > limits.json_max_depth {
-        issues.json_too_deep = true;
-        return;
-    }
     // JSON text is UTF-8 (RFC 8259); a sample cut at the inspection limit
     // may end inside a character.
     if let Err(e) = std::str::from_utf8(input) {
@@ -221,25 +291,35 @@ pub fn parse_json(
             return;
         }
     }
+    let out_start = out.list.len();
+    let keys_start = out.json.len();
+    // About one field per 12 bytes of a typical document: grow once.
+    out.list.reserve((input.len() / 12).min(limits.max_args));
+    out.json.reserve((input.len() / 24).min(limits.max_args));
     let mut sc = JsonScan {
         b: input,
         i: 0,
-        path: String::new(),
+        key: 0,
+        depth: 0,
+        too_deep: false,
         limits,
-        out_start: out.len(),
+        out_start,
     };
     let ok = sc.value(out, issues).is_some() && {
         sc.ws();
         sc.i == input.len()
     };
     if !ok {
-        out.truncate(sc.out_start);
-        if truncated {
+        out.list.truncate(out_start);
+        out.json.truncate(keys_start);
+        if sc.too_deep {
+            issues.json_too_deep = true;
+        } else if truncated {
             // Only a prefix was read: inspect it as raw text instead.
             out.push(Field {
                 loc: Loc::Body,
-                name: "body".into(),
-                raw: cap(input, limits.max_field_len * 4),
+                name: Name::Static("body"),
+                raw: Cow::Borrowed(cap(input, limits.max_field_len * 4)),
                 plus: false,
             });
         } else {
@@ -248,15 +328,20 @@ pub fn parse_json(
     }
 }
 
-struct JsonScan<'a> {
+struct JsonScan<'a, 'l> {
     b: &'a [u8],
     i: usize,
-    path: String,
-    limits: &'a Limits,
+    /// The current key (index into the key table + 1; 0 at the top).
+    key: u32,
+    /// Nesting depth, bounded by `limits.json_max_depth` (so is the
+    /// recursion).
+    depth: usize,
+    too_deep: bool,
+    limits: &'l Limits,
     out_start: usize,
 }
 
-impl JsonScan<'_> {
+impl<'a> JsonScan<'a, '_> {
     fn ws(&mut self) {
         while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
             self.i += 1;
@@ -267,26 +352,34 @@ impl JsonScan<'_> {
         self.b.get(self.i).copied()
     }
 
-    /// Depth is bounded beforehand by [`json_depth`].
-    fn value(&mut self, out: &mut Vec<Field>, issues: &mut BodyIssues) -> Option<()> {
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        if self.depth > self.limits.json_max_depth {
+            self.too_deep = true;
+            return None;
+        }
+        Some(())
+    }
+
+    fn value(&mut self, out: &mut Fields<'a>, issues: &mut BodyIssues) -> Option<()> {
         self.ws();
         match self.peek()? {
             b'{' => {
+                self.enter()?;
                 self.i += 1;
                 self.ws();
                 if self.peek()? == b'}' {
                     self.i += 1;
+                    self.depth -= 1;
                     return Some(());
                 }
+                let parent = self.key;
                 loop {
                     self.ws();
                     let key = self.string()?;
-                    let saved = self.path.len();
-                    if !self.path.is_empty() {
-                        self.path.push('.');
-                    }
-                    self.path
-                        .push_str(&String::from_utf8_lossy(&key[..key.len().min(256)]));
+                    out.json.push((parent, key.clone()));
+                    let id = u32::try_from(out.json.len()).unwrap_or(u32::MAX);
+                    self.key = id;
                     self.push(out, Loc::ArgName, key, issues);
                     self.ws();
                     if self.peek()? != b':' {
@@ -294,12 +387,13 @@ impl JsonScan<'_> {
                     }
                     self.i += 1;
                     self.value(out, issues)?;
-                    self.path.truncate(saved);
+                    self.key = parent;
                     self.ws();
                     match self.peek()? {
                         b',' => self.i += 1,
                         b'}' => {
                             self.i += 1;
+                            self.depth -= 1;
                             return Some(());
                         }
                         _ => return None,
@@ -307,10 +401,12 @@ impl JsonScan<'_> {
                 }
             }
             b'[' => {
+                self.enter()?;
                 self.i += 1;
                 self.ws();
                 if self.peek()? == b']' {
                     self.i += 1;
+                    self.depth -= 1;
                     return Some(());
                 }
                 loop {
@@ -320,6 +416,7 @@ impl JsonScan<'_> {
                         b',' => self.i += 1,
                         b']' => {
                             self.i += 1;
+                            self.depth -= 1;
                             return Some(());
                         }
                         _ => return None,
@@ -361,47 +458,74 @@ impl JsonScan<'_> {
         }
     }
 
-    fn push(&mut self, out: &mut Vec<Field>, loc: Loc, raw: Vec<u8>, issues: &mut BodyIssues) {
-        if out.len() - self.out_start >= self.limits.max_args {
+    fn push(
+        &mut self,
+        out: &mut Fields<'a>,
+        loc: Loc,
+        raw: Cow<'a, [u8]>,
+        issues: &mut BodyIssues,
+    ) {
+        if out.list.len() - self.out_start >= self.limits.max_args {
             issues.too_many_args = true;
             return;
         }
-        let mut raw = raw;
-        raw.truncate(self.limits.max_field_len);
+        let raw = match raw {
+            Cow::Borrowed(b) => Cow::Borrowed(cap(b, self.limits.max_field_len)),
+            Cow::Owned(mut v) => {
+                v.truncate(self.limits.max_field_len);
+                Cow::Owned(v)
+            }
+        };
+        let name = match self.key {
+            0 => Name::Static(""),
+            k => Name::Json(k - 1),
+        };
         out.push(Field {
             loc,
-            name: self.path.clone(),
+            name,
             raw,
             plus: false,
         });
     }
 
-    /// A JSON string at `self.i` (which must be `"`), unescaped.
-    fn string(&mut self) -> Option<Vec<u8>> {
+    /// A JSON string at `self.i` (which must be `"`), unescaped; borrowed
+    /// from the document when it has no escapes.
+    fn string(&mut self) -> Option<Cow<'a, [u8]>> {
         if self.peek()? != b'"' {
             return None;
         }
         self.i += 1;
         let start = self.i;
         // fast path: no escapes
-        while self.i < self.b.len() {
-            match self.b[self.i] {
-                b'"' => {
-                    let v = self.b[start..self.i].to_vec();
-                    self.i += 1;
-                    return Some(v);
-                }
-                b'\\' => break,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
+        const STOP: [bool; 256] = {
+            let mut t = [false; 256];
+            let mut c = 0;
+            while c < 0x20 {
+                t[c] = true;
+                c += 1;
             }
+            t[b'"' as usize] = true;
+            t[b'\\' as usize] = true;
+            t
+        };
+        let n = self.b[start..].iter().position(|&c| STOP[usize::from(c)])?;
+        self.i = start + n;
+        match self.b[self.i] {
+            b'"' => {
+                let v = &self.b[start..self.i];
+                self.i += 1;
+                return Some(Cow::Borrowed(v));
+            }
+            b'\\' => {}
+            _ => return None,
         }
-        let mut v = self.b[start..self.i].to_vec();
+        let mut v = Vec::with_capacity(self.i - start + 64);
+        v.extend_from_slice(&self.b[start..self.i]);
         while self.i < self.b.len() {
             let c = self.b[self.i];
             self.i += 1;
             match c {
-                b'"' => return Some(v),
+                b'"' => return Some(Cow::Owned(v)),
                 b'\\' => {
                     let e = *self.b.get(self.i)?;
                     self.i += 1;
@@ -454,22 +578,32 @@ impl JsonScan<'_> {
 /// declarations are kept whole so code in them and external entities are
 /// still inspected. A document that does not scan as XML is inspected as
 /// raw text instead.
-pub fn parse_xml(input: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIssues) {
+pub fn parse_xml<'a>(
+    input: &'a [u8],
+    out: &mut Fields<'a>,
+    limits: &Limits,
+    issues: &mut BodyIssues,
+) {
     let start = out.len();
     if !scan_xml(input, out, limits, issues) {
-        out.truncate(start);
+        out.list.truncate(start);
         out.push(Field {
             loc: Loc::Body,
-            name: "body".into(),
-            raw: cap(input, limits.max_field_len * 4),
+            name: Name::Static("body"),
+            raw: Cow::Borrowed(cap(input, limits.max_field_len * 4)),
             plus: false,
         });
     }
 }
 
-fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIssues) -> bool {
-    let mut elem: Vec<u8> = Vec::new();
-    let push = |out: &mut Vec<Field>, name: &[u8], v: &[u8], issues: &mut BodyIssues| {
+fn scan_xml<'a>(
+    b: &'a [u8],
+    out: &mut Fields<'a>,
+    limits: &Limits,
+    issues: &mut BodyIssues,
+) -> bool {
+    let mut elem: &[u8] = b"";
+    let push = |out: &mut Fields<'a>, name: Name<'a>, v: &'a [u8], issues: &mut BodyIssues| {
         let v = trim_ascii(v);
         if v.is_empty() {
             return;
@@ -480,8 +614,8 @@ fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIs
         }
         out.push(Field {
             loc: Loc::ArgValue,
-            name: String::from_utf8_lossy(&name[..name.len().min(128)]).into_owned(),
-            raw: cap(v, limits.max_field_len),
+            name,
+            raw: Cow::Borrowed(cap(v, limits.max_field_len)),
             plus: false,
         });
     };
@@ -489,10 +623,10 @@ fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIs
     let mut saw_element = false;
     while i < b.len() {
         let Some(lt) = b[i..].iter().position(|&c| c == b'<').map(|p| p + i) else {
-            push(out, &elem, &b[i..], issues);
+            push(out, Name::Raw(elem), &b[i..], issues);
             break;
         };
-        push(out, &elem, &b[i..lt], issues);
+        push(out, Name::Raw(elem), &b[i..lt], issues);
         let rest = &b[lt..];
         if rest.starts_with(b"<!--") {
             match find(b, b"-->", lt + 4) {
@@ -503,20 +637,21 @@ fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIs
             let Some(e) = find(b, b"]]>", lt + 9) else {
                 return false;
             };
-            push(out, &elem, &b[lt + 9..e], issues);
+            push(out, Name::Raw(elem), &b[lt + 9..e], issues);
             i = e + 3;
         } else if rest.starts_with(b"<?") {
             let Some(e) = find(b, b"?>", lt + 2) else {
                 return false;
             };
-            let target: Vec<u8> = b[lt + 2..e]
+            let target = b[lt + 2..e]
                 .iter()
-                .take_while(|c| !c.is_ascii_whitespace())
-                .map(u8::to_ascii_lowercase)
-                .collect();
+                .position(|c| c.is_ascii_whitespace())
+                .map_or(&b[lt + 2..e], |p| &b[lt + 2..lt + 2 + p]);
             // The XML declaration and style-sheet / XMP packet PIs are markup.
-            if !(target.starts_with(b"xml") || target == b"xpacket") {
-                push(out, b"xml:pi", &b[lt..e + 2], issues);
+            let lower_starts =
+                |p: &[u8]| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+            if !(lower_starts(b"xml") || target.eq_ignore_ascii_case(b"xpacket")) {
+                push(out, Name::Static("xml:pi"), &b[lt..e + 2], issues);
             }
             i = e + 2;
         } else if rest.starts_with(b"<!") {
@@ -544,14 +679,14 @@ fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIs
             if j >= b.len() {
                 return false;
             }
-            push(out, b"xml:doctype", &b[lt..=j], issues);
+            push(out, Name::Static("xml:doctype"), &b[lt..=j], issues);
             i = j + 1;
         } else if rest.starts_with(b"</") {
             let Some(e) = b[lt..].iter().position(|&c| c == b'>') else {
                 return false;
             };
             i = lt + e + 1;
-            elem.clear();
+            elem = b"";
         } else {
             // start tag: name, then attributes
             let mut j = lt + 1;
@@ -563,8 +698,7 @@ fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIs
                 return false;
             }
             saw_element = true;
-            elem.clear();
-            elem.extend_from_slice(&b[ns..j]);
+            elem = &b[ns..j];
             loop {
                 while j < b.len() && b[j].is_ascii_whitespace() {
                     j += 1;
@@ -591,6 +725,7 @@ fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIs
                 if j == an {
                     return false;
                 }
+                let attr_name = &b[an..j];
                 while j < b.len() && b[j].is_ascii_whitespace() {
                     j += 1;
                 }
@@ -608,12 +743,12 @@ fn scan_xml(b: &[u8], out: &mut Vec<Field>, limits: &Limits, issues: &mut BodyIs
                 let Some(e) = b[j + 1..].iter().position(|&c| c == q).map(|p| p + j + 1) else {
                     return false;
                 };
-                let name = b[an..]
-                    .iter()
-                    .take_while(|c| !c.is_ascii_whitespace() && **c != b'=')
-                    .count();
-                let attr = [&elem[..], b"@", &b[an..an + name]].concat();
-                push(out, &attr, &b[j + 1..e], issues);
+                let name = format!(
+                    "{}@{}",
+                    String::from_utf8_lossy(cap(elem, 128)),
+                    String::from_utf8_lossy(cap(attr_name, 128))
+                );
+                push(out, Name::Owned(name), &b[j + 1..e], issues);
                 j = e + 1;
             }
             i = j;
@@ -659,10 +794,10 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 
 /// multipart/form-data: field names, file names, (non-file) values and
 /// file contents (inspected for web shells only).
-pub fn parse_multipart(
-    input: &[u8],
+pub fn parse_multipart<'a>(
+    input: &'a [u8],
     boundary: Option<&str>,
-    out: &mut Vec<Field>,
+    out: &mut Fields<'a>,
     limits: &Limits,
     issues: &mut BodyIssues,
 ) {
@@ -714,38 +849,42 @@ pub fn parse_multipart(
             return;
         }
         let fname = name.clone().unwrap_or_default();
-        if let Some(n) = &name {
+        if let Some(n) = name {
+            let mut raw = n.into_bytes();
+            raw.truncate(limits.max_field_len);
             out.push(Field {
                 loc: Loc::ArgName,
-                name: fname.clone(),
-                raw: cap(n.as_bytes(), limits.max_field_len),
+                name: Name::Owned(fname.clone()),
+                raw: Cow::Owned(raw),
                 plus: false,
             });
         } else {
             issues.multipart_invalid = true;
         }
-        match &filename {
+        match filename {
             // File contents (images, documents) are data for the
             // application, not arguments: only web-shell signatures are
             // looked for in them.
             Some(f) => {
+                let mut raw = f.into_bytes();
+                raw.truncate(limits.max_field_len);
                 out.push(Field {
                     loc: Loc::Filename,
-                    name: fname.clone(),
-                    raw: cap(f.as_bytes(), limits.max_field_len),
+                    name: Name::Owned(fname.clone()),
+                    raw: Cow::Owned(raw),
                     plus: false,
                 });
                 out.push(Field {
                     loc: Loc::FileContent,
-                    name: fname,
-                    raw: cap(body, limits.max_field_len),
+                    name: Name::Owned(fname),
+                    raw: Cow::Borrowed(cap(body, limits.max_field_len)),
                     plus: false,
                 });
             }
             None => out.push(Field {
                 loc: Loc::ArgValue,
-                name: fname,
-                raw: cap(body, limits.max_field_len),
+                name: Name::Owned(fname),
+                raw: Cow::Borrowed(cap(body, limits.max_field_len)),
                 plus: false,
             }),
         }
@@ -763,10 +902,15 @@ mod tests {
     #[test]
     fn urlencoded_and_cookies() {
         let l = Limits::default();
-        let mut out = vec![];
+        let mut out = Fields::new();
         let mut issues = BodyIssues::default();
         parse_urlencoded(b"a=1&b%5B%5D=x+y&flag", &mut out, &l, &mut issues);
-        let names: Vec<_> = out.iter().map(|f| (f.loc, f.name.as_str())).collect();
+        let names: Vec<_> = out
+            .list
+            .iter()
+            .map(|f| (f.loc, out.name(f).into_owned()))
+            .collect();
+        let names: Vec<_> = names.iter().map(|(l, n)| (*l, n.as_str())).collect();
         assert_eq!(
             names,
             vec![
@@ -777,7 +921,7 @@ mod tests {
                 (Loc::ArgName, "flag")
             ]
         );
-        out.clear();
+        let mut out = Fields::new();
         parse_cookies("sid=abc; theme=dark", &mut out, &l);
         assert_eq!(out.len(), 4);
     }
@@ -786,7 +930,7 @@ mod tests {
     fn json_depth_is_bounded() {
         let l = Limits::default();
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let mut out = vec![];
+        let mut out = Fields::new();
         let mut issues = BodyIssues::default();
         parse_json(deep.as_bytes(), false, &mut out, &l, &mut issues);
         assert!(issues.json_too_deep);
@@ -799,8 +943,13 @@ mod tests {
             &mut issues,
         );
         assert!(out
+            .list
             .iter()
-            .any(|f| f.name == "cart.items.title" && f.loc == Loc::ArgValue));
+            .any(|f| out.name(f) == "cart.items.title" && f.loc == Loc::ArgValue));
+        assert!(out
+            .list
+            .iter()
+            .any(|f| out.name(f) == "cart.items" && f.loc == Loc::ArgName));
         let mut issues = BodyIssues::default();
         parse_json(b"{nope", false, &mut out, &l, &mut issues);
         assert!(issues.json_invalid);
@@ -809,7 +958,7 @@ mod tests {
     #[test]
     fn xml_values_not_names() {
         let l = Limits::default();
-        let mut out = vec![];
+        let mut out = Fields::new();
         let mut issues = BodyIssues::default();
         parse_xml(
             b"<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><java.lang.Runtime a=\"v1\" b='v2'>t1<![CDATA[c<1>]]><?php echo 1; ?><!-- c --><e/></java.lang.Runtime>",
@@ -817,7 +966,7 @@ mod tests {
             &l,
             &mut issues,
         );
-        let vals: Vec<&[u8]> = out.iter().map(|f| f.raw.as_slice()).collect();
+        let vals: Vec<&[u8]> = out.list.iter().map(|f| &*f.raw).collect();
         assert_eq!(
             vals,
             vec![
@@ -829,26 +978,28 @@ mod tests {
                 b"<?php echo 1; ?>"
             ]
         );
-        assert!(out.iter().all(|f| f.loc == Loc::ArgValue));
-        out.clear();
+        assert!(out.list.iter().all(|f| f.loc == Loc::ArgValue));
+        let mut out = Fields::new();
         parse_xml(b"not <xml", &mut out, &l, &mut issues);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].loc, Loc::Body);
+        assert_eq!(out.list[0].loc, Loc::Body);
     }
 
     #[test]
     fn multipart_names_and_filenames() {
         let l = Limits::default();
         let body = b"--XX\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n--XX--\r\n";
-        let mut out = vec![];
+        let mut out = Fields::new();
         let mut issues = BodyIssues::default();
         parse_multipart(body, Some("XX"), &mut out, &l, &mut issues);
         assert!(!issues.multipart_invalid);
         assert!(out
+            .list
             .iter()
-            .any(|f| f.loc == Loc::ArgValue && f.raw == b"Hello"));
+            .any(|f| f.loc == Loc::ArgValue && &*f.raw == b"Hello"));
         assert!(out
+            .list
             .iter()
-            .any(|f| f.loc == Loc::Filename && f.raw == b"a.php"));
+            .any(|f| f.loc == Loc::Filename && &*f.raw == b"a.php"));
     }
 }

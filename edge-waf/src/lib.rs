@@ -43,7 +43,9 @@ pub use decision::{Action, Decision, Reason, RuleMatch};
 pub use rules::Family;
 
 use access::{AccessRules, AccessVerdict};
-use extract::{BodyIssues, BodyKind, Field, Loc};
+use std::borrow::Cow;
+
+use extract::{BodyIssues, BodyKind, Field, Fields, Loc, Name};
 use rules::{Engine, Forms, RuleDef};
 
 /// What the WAF sees of a request.
@@ -382,11 +384,11 @@ impl Waf {
         self.protocol_checks(req, &mut acc, cl_parsed.as_ref(), body_len);
 
         // --- fields
-        let mut fields: Vec<Field> = Vec::new();
+        let mut fields = Fields::new();
         fields.push(Field {
             loc: Loc::Path,
-            name: "path".into(),
-            raw: raw_path.as_bytes().to_vec(),
+            name: Name::Static("path"),
+            raw: Cow::Borrowed(raw_path.as_bytes()),
             plus: false,
         });
         let mut issues = BodyIssues::default();
@@ -394,28 +396,24 @@ impl Waf {
             extract::parse_urlencoded(q.as_bytes(), &mut fields, limits, &mut issues);
         }
         for (k, v) in req.headers {
-            let lk = k.to_ascii_lowercase();
-            if lk == "cookie" {
+            if k.eq_ignore_ascii_case("cookie") {
                 extract::parse_cookies(v, &mut fields, limits);
                 continue;
             }
-            if UNINSPECTED_HEADERS.contains(&lk.as_str())
-                || lk.starts_with("sec-")
-                || lk.starts_with("cf-")
-            {
+            if uninspected_header(k) {
                 continue;
             }
             // Upload helpers send the file name in a header
             // (`X-Filename`, `X-File-Name`, `X_Filename`...).
-            let loc = if is_filename_header(&lk) {
+            let loc = if is_filename_header(k) {
                 Loc::Filename
             } else {
                 Loc::Header
             };
             fields.push(Field {
                 loc,
-                name: lk,
-                raw: v.as_bytes()[..v.len().min(limits.max_field_len)].to_vec(),
+                name: Name::Header(k),
+                raw: Cow::Borrowed(&v.as_bytes()[..v.len().min(limits.max_field_len)]),
                 plus: false,
             });
         }
@@ -450,8 +448,8 @@ impl Waf {
                 BodyKind::Other => {
                     fields.push(Field {
                         loc: Loc::Body,
-                        name: "body".into(),
-                        raw: body[..body.len().min(limits.max_field_len * 4)].to_vec(),
+                        name: Name::Static("body"),
+                        raw: Cow::Borrowed(&body[..body.len().min(limits.max_field_len * 4)]),
                         plus: false,
                     });
                 }
@@ -481,18 +479,28 @@ impl Waf {
             .iter()
             .filter(|e| config::path_matches(&e.path, &npath.path))
             .collect();
-        let mut scratch = rules::Scratch::default();
-        let mut seen: std::collections::HashSet<(Loc, &[u8])> = std::collections::HashSet::new();
-        for f in &fields {
-            // Identical values (repeated JSON keys, array items) are inspected
-            // once when no exclusion could tell them apart.
-            if excl.is_empty() && f.loc != Loc::Path && !seen.insert((f.loc, f.raw.as_slice())) {
+        let mut scratch = FieldScratch::default();
+        // Identical values (repeated JSON keys, array items) are inspected
+        // once when no exclusion could tell them apart.
+        let mut seen = SeenValues::with_capacity(fields.len());
+        // (Exclusions that name fields could treat equal values differently.)
+        let by_value = excl
+            .iter()
+            .all(|e| e.fields.is_empty() || e.fields.iter().any(|x| x == "*"));
+        for (i, f) in fields.list.iter().enumerate() {
+            if by_value && f.loc != Loc::Path && !seen.insert(&fields.list, i) {
                 continue;
             }
-            if f.loc != Loc::Path && plain(&f.raw, f.plus) && !self.engine.may_match(&f.raw) {
-                continue;
-            }
-            self.inspect_field(f, &npath, &excl, &mut scratch, &mut acc);
+            let mut proceed = || true;
+            self.inspect_field(
+                f,
+                &fields,
+                &npath,
+                &excl,
+                &mut scratch,
+                &mut proceed,
+                &mut acc,
+            );
         }
         self.session_fixation(req, &fields, &excl, &mut acc);
         if npath.traversal || npath.dotdot > 0 && raw_path.contains('%') {
@@ -559,18 +567,29 @@ impl Waf {
     fn session_fixation(
         &self,
         req: &RequestView<'_>,
-        fields: &[Field],
+        fields: &Fields<'_>,
         excl: &[&Exclusion],
         acc: &mut Acc<'_>,
     ) {
-        let Some(f) = fields
-            .iter()
-            .find(|f| f.loc == Loc::ArgName && rules::session_param_name(&f.name))
-        else {
+        // The argument name itself is the field's value for `ArgName`
+        // fields (a JSON key, or a form/query name still encoded).
+        let Some(f) = fields.list.iter().find(|f| {
+            f.loc == Loc::ArgName
+                && f.raw.len() <= 64
+                // (keys nested in a JSON document are not what frameworks
+                // read the session from)
+                && fields.top_level(f)
+                && if f.plus && f.raw.iter().any(|&c| c == b'%' || c == b'+') {
+                    rules::session_param_name(&fields.name(f))
+                } else {
+                    std::str::from_utf8(&f.raw).is_ok_and(rules::session_param_name)
+                }
+        }) else {
             return;
         };
+        let name = fields.name(f);
         let skipped = excl.iter().any(|e| {
-            (e.fields.is_empty() || e.fields.iter().any(|x| x == "*" || *x == f.name))
+            (e.fields.is_empty() || e.fields.iter().any(|x| x == "*" || *x == name))
                 && ((e.families.is_empty() && e.rules.is_empty())
                     || e.families.contains(&Family::SessionFixation))
         });
@@ -597,7 +616,7 @@ impl Waf {
             id,
             Family::SessionFixation,
             rules::CRITICAL,
-            format!("{}:{}", Loc::ArgName.as_str(), f.name),
+            format!("{}:{}", Loc::ArgName.as_str(), name),
         );
     }
 
@@ -845,39 +864,59 @@ impl Waf {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn inspect_field(
         &self,
-        f: &Field,
+        f: &Field<'_>,
+        fields: &Fields<'_>,
         npath: &normalize::NormalizedPath,
         excl: &[&Exclusion],
-        scratch: &mut rules::Scratch,
+        scratch: &mut FieldScratch,
+        proceed: &mut dyn FnMut() -> bool,
         acc: &mut Acc<'_>,
     ) {
         let limits = &self.cfg.limits;
-        let n = if f.loc == Loc::Path {
-            normalize::Normalized {
-                // `+` is literal in paths, but `union+select` in a path is still SQL.
-                text: npath.path.replace('+', " "),
-                compact: String::new(),
-                flags: npath.flags,
+        let FieldScratch {
+            norm,
+            shell: shell_buf,
+            path_text,
+            rules: rule_scratch,
+        } = scratch;
+        let (text, compact, nflags): (&str, &str, normalize::DecodeFlags) = if f.loc == Loc::Path {
+            // `+` is literal in paths, but `union+select` in a path is still SQL.
+            path_text.clear();
+            path_text.push_str(&npath.path);
+            if path_text.contains('+') {
+                *path_text = path_text.replace('+', " ");
             }
+            (path_text.as_str(), path_text.as_str(), npath.flags)
         } else {
-            normalize::normalize(
+            normalize::normalize_into(
                 &f.raw,
                 f.plus,
                 limits.max_field_len,
                 limits.max_decode_passes,
-            )
+                norm,
+            );
+            let compact = if norm.compact.is_empty() {
+                norm.text.as_str()
+            } else {
+                norm.compact.as_str()
+            };
+            (norm.text.as_str(), compact, norm.flags)
         };
-        if n.text.is_empty() {
+        if text.is_empty() {
             return;
         }
-        let location = || match f.loc {
-            Loc::Path | Loc::Body => f.loc.as_str().to_string(),
-            _ => format!("{}:{}", f.loc.as_str(), f.name),
+        let location = || {
+            let name = fields.name(f);
+            match f.loc {
+                Loc::Path | Loc::Body => f.loc.as_str().to_string(),
+                _ => format!("{}:{}", f.loc.as_str(), name),
+            }
         };
         // Field-level protocol findings.
-        if matches!(f.loc, Loc::ArgValue | Loc::ArgName) && n.flags.nul {
+        if matches!(f.loc, Loc::ArgValue | Loc::ArgName) && nflags.nul {
             acc.add(
                 proto_ids::NUL,
                 Family::Protocol,
@@ -886,10 +925,9 @@ impl Waf {
             );
         }
         if matches!(f.loc, Loc::ArgValue | Loc::ArgName | Loc::Header)
-            && n.text.contains(['\r', '\n'])
+            && text.contains(['\r', '\n'])
         {
-            let t = &n.text;
-            let header_like = t.split(['\r', '\n']).skip(1).any(|l| {
+            let header_like = text.split(['\r', '\n']).skip(1).any(|l| {
                 let l = l.trim_start();
                 injected_header_line(l)
                     // in a header value, any `name: value` line is injected
@@ -909,10 +947,9 @@ impl Waf {
                 );
             }
         }
-        if matches!(f.loc, Loc::ArgValue | Loc::Body | Loc::Header) {
-            let t = &n.text;
-            if let Some(p) = t.find(" http/1.").filter(|_| t.contains('\n')) {
-                let before = &t[..p];
+        if matches!(f.loc, Loc::ArgValue | Loc::Body | Loc::Header) && text.contains('\n') {
+            if let Some(p) = text.find(" http/1.") {
+                let before = &text[..p];
                 if [
                     "get ", "post ", "put ", "head ", "delete ", "options ", "patch ", "connect ",
                     "trace ",
@@ -936,9 +973,15 @@ impl Waf {
             }
         }
         // Remote file inclusion through a known include-path parameter.
-        if f.loc == Loc::ArgValue && rfi_param(&f.name) && url_value(&n.text) {
+        if f.loc == Loc::ArgValue && url_value(text) && rfi_param(&fields.last_key(f)) {
             acc.add(931110, Family::Rfi, rules::CRITICAL, location());
         }
+        // The field's name matters only to exclusions that list fields.
+        let name = if excl.iter().all(|e| e.fields.is_empty()) {
+            Cow::Borrowed("")
+        } else {
+            fields.name(f)
+        };
         let field_excl: Vec<&Exclusion> = excl
             .iter()
             .copied()
@@ -946,47 +989,32 @@ impl Waf {
                 e.fields.is_empty()
                     || e.fields.iter().any(|x| {
                         x == "*"
-                            || *x == f.name
-                            || f.name.rsplit('.').next() == Some(x.as_str())
+                            || *x == name
+                            || name.rsplit('.').next() == Some(x.as_str())
                             || (f.loc == Loc::Header
-                                && x.eq_ignore_ascii_case(&format!("header:{}", f.name)))
+                                && x.eq_ignore_ascii_case(&format!("header:{name}")))
                     })
             })
             .collect();
-        let compact: std::borrow::Cow<'_, str> = if f.loc == Loc::Path || !needs_compact(&n.text) {
-            std::borrow::Cow::Borrowed(&n.text)
+        let shell: &str = if f.loc != Loc::Path && rules::shell_sensitive(text) {
+            rules::shell_form_into(text, shell_buf);
+            std::str::from_utf8(shell_buf).unwrap_or(text)
         } else {
-            std::borrow::Cow::Borrowed(&n.compact)
+            text
         };
-        let shell: std::borrow::Cow<'_, str> = if n
-            .text
-            .bytes()
-            .any(|c| matches!(c, b'\\' | b'\'' | b'"' | b'^' | b'$' | b'`' | b'['))
-        {
-            std::borrow::Cow::Owned(rules::shell_form(&n.text))
+        let cased_raw: &[u8] = if f.loc == Loc::Path {
+            b""
         } else {
-            std::borrow::Cow::Borrowed(&n.text)
-        };
-        let cased: std::borrow::Cow<'_, str> = if f.loc == Loc::Path {
-            std::borrow::Cow::Borrowed("")
-        } else {
-            let raw = &f.raw[..f.raw.len().min(limits.max_field_len)];
-            if raw.contains(&b'%') || (f.plus && raw.contains(&b'+')) {
-                // Case-preserving decode for base64-like checks.
-                let mut flags = normalize::DecodeFlags::default();
-                let (d, _) = normalize::percent_decode_pass(raw, f.plus, &mut flags);
-                std::borrow::Cow::Owned(String::from_utf8_lossy(&d).into_owned())
-            } else {
-                String::from_utf8_lossy(raw)
-            }
+            &f.raw[..f.raw.len().min(limits.max_field_len)]
         };
         let forms = Forms {
-            text: &n.text,
-            compact: &compact,
-            shell: &shell,
-            cased: &cased,
+            text,
+            compact,
+            shell,
+            cased: rules::Cased::new(cased_raw, f.plus),
         };
-        let user_agent = f.loc == Loc::Header && f.name == "user-agent";
+        let user_agent = f.loc == Loc::Header
+            && matches!(&f.name, Name::Header(h) if h.eq_ignore_ascii_case("user-agent"));
         let skip = |d: &RuleDef| {
             (d.family == Family::Scanner && !user_agent)
                 || field_excl.iter().any(|e| {
@@ -997,7 +1025,9 @@ impl Waf {
         };
         let mut hits: Vec<&'static RuleDef> = Vec::new();
         self.engine
-            .scan(f.loc, &forms, scratch, &skip, &mut |d| hits.push(d));
+            .scan(f.loc, &forms, rule_scratch, &skip, proceed, &mut |d| {
+                hits.push(d)
+            });
         if !hits.is_empty() {
             let loc = location();
             for d in hits {
@@ -1005,6 +1035,86 @@ impl Waf {
             }
         }
     }
+}
+
+/// The set of (location, value) pairs already inspected in a request: an
+/// open-addressing table of field indices with a short probe limit, so a
+/// flood of colliding values costs a bounded number of comparisons per
+/// field (the value is then simply inspected again).
+struct SeenValues {
+    slots: Vec<u32>,
+    mask: usize,
+}
+
+impl SeenValues {
+    const EMPTY: u32 = u32::MAX;
+    const PROBES: usize = 8;
+
+    fn with_capacity(n: usize) -> SeenValues {
+        let size = (n * 2).max(16).next_power_of_two();
+        SeenValues {
+            slots: vec![Self::EMPTY; size],
+            mask: size - 1,
+        }
+    }
+
+    fn hash(loc: Loc, v: &[u8]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ (loc as u64);
+        let mut chunks = v.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(7) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        h ^ (h >> 29)
+    }
+
+    /// Whether field `i` is new (then remembered); `false` if an equal
+    /// value at the same location kind was seen.
+    fn insert(&mut self, list: &[Field<'_>], i: usize) -> bool {
+        let f = &list[i];
+        let h = Self::hash(f.loc, &f.raw) as usize;
+        for p in 0..Self::PROBES {
+            let slot = &mut self.slots[(h.wrapping_add(p)) & self.mask];
+            if *slot == Self::EMPTY {
+                *slot = u32::try_from(i).unwrap_or(Self::EMPTY);
+                return true;
+            }
+            let g = &list[*slot as usize];
+            if g.loc == f.loc && g.raw == f.raw {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Reusable per-request buffers for [`Waf::inspect_field`].
+#[derive(Default)]
+struct FieldScratch {
+    norm: normalize::NormBuf,
+    shell: Vec<u8>,
+    path_text: String,
+    rules: rules::Scratch,
+}
+
+/// Headers whose values are not inspected by the attack detectors: they
+/// are checked by protocol rules or carry opaque tokens (see
+/// [`UNINSPECTED_HEADERS`]), plus `Sec-*` and `Cf-*`.
+fn uninspected_header(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.len() > 40 {
+        return false;
+    }
+    let mut buf = [0u8; 40];
+    for (d, s) in buf.iter_mut().zip(b) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lk = std::str::from_utf8(&buf[..b.len()]).unwrap_or("");
+    lk.starts_with("sec-") || lk.starts_with("cf-") || UNINSPECTED_HEADERS.contains(&lk)
 }
 
 /// A line that, injected into a response, would add a header that changes
@@ -1030,8 +1140,8 @@ fn injected_header_line(l: &str) -> bool {
         "x-content-type-options",
         "x-frame-options",
     ];
-    if l.starts_with("http/") {
-        return l[5..].starts_with(|c: char| c.is_ascii_digit());
+    if let Some(v) = l.strip_prefix("http/") {
+        return v.starts_with(|c: char| c.is_ascii_digit());
     }
     let Some((name, value)) = l.split_once(':') else {
         return false;
@@ -1136,40 +1246,12 @@ fn url_value(t: &str) -> bool {
 }
 
 /// Header names that carry an uploaded file's name.
-fn is_filename_header(lk: &str) -> bool {
-    let n = lk.strip_prefix("x").unwrap_or(lk);
+fn is_filename_header(name: &str) -> bool {
+    if name.len() > 40 {
+        return false;
+    }
+    let lk = name.to_ascii_lowercase();
+    let n = lk.strip_prefix("x").unwrap_or(&lk);
     let n: String = n.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     n == "filename" || n == "uploadfilename" || n == "fileupload"
-}
-
-/// A raw value whose normalised forms are just its lowercase: nothing to
-/// decode, no shell quoting, no control characters, no fullwidth or
-/// special-space characters.
-fn plain(raw: &[u8], plus: bool) -> bool {
-    let mut prev2 = 0u8;
-    let mut prev = 0u8;
-    for &c in raw {
-        match c {
-            b'%' | b'&' | 0 | b'\r' | b'\n' | b'\t' | 0x0b | 0x0c | b'\\' | b'\'' | b'"' | b'^'
-            | b'$' | b'`' | b'[' | b'/' | b'*' => return false,
-            b'+' if plus => return false,
-            b' ' if prev == b' ' => return false,
-            0xbc | 0xbd if prev == 0xef => return false,
-            0xa8 | 0xa9 if prev == 0x80 && prev2 == 0xe2 => return false,
-            0xa0 if prev == 0xc2 => return false,
-            _ => {}
-        }
-        prev2 = prev;
-        prev = c;
-    }
-    true
-}
-
-/// Whether SQL comment removal / whitespace collapsing changes `t`.
-fn needs_compact(t: &str) -> bool {
-    t.contains("/*")
-        || t.contains("*/")
-        || t.contains("  ")
-        || t.bytes()
-            .any(|c| matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
 }

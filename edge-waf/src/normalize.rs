@@ -37,6 +37,19 @@ fn push_char(out: &mut Vec<u8>, c: char) {
 /// and flagged.
 pub fn percent_decode_pass(input: &[u8], plus: bool, flags: &mut DecodeFlags) -> (Vec<u8>, bool) {
     let mut out = Vec::with_capacity(input.len());
+    let changed = percent_decode_into(input, plus, flags, &mut out);
+    (out, changed)
+}
+
+/// [`percent_decode_pass`] into a caller's buffer (cleared first).
+pub fn percent_decode_into(
+    input: &[u8],
+    plus: bool,
+    flags: &mut DecodeFlags,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    out.reserve(input.len());
     let mut changed = false;
     let mut i = 0;
     while i < input.len() {
@@ -53,7 +66,7 @@ pub fn percent_decode_pass(input: &[u8], plus: bool, flags: &mut DecodeFlags) ->
                         | (u32::from(b2) << 8)
                         | (u32::from(c) << 4)
                         | u32::from(d);
-                    push_char(&mut out, char::from_u32(cp).unwrap_or('\u{fffd}'));
+                    push_char(out, char::from_u32(cp).unwrap_or('\u{fffd}'));
                     changed = true;
                     i += 6;
                     continue;
@@ -86,27 +99,35 @@ pub fn percent_decode_pass(input: &[u8], plus: bool, flags: &mut DecodeFlags) ->
             i += 1;
         }
     }
-    (out, changed)
+    changed
 }
 
-/// One pass of JavaScript/JSON-style escape decoding: `\\uXXXX`,
-/// `\\u{X…}` and `\\xXX` (what a browser or Node.js would execute); other
+/// One pass of JavaScript/JSON-style escape decoding: `\uXXXX`,
+/// `\u{X…}` and `\xXX` (what a browser or Node.js would execute); other
 /// backslashes are kept. Never lengthens the value.
 pub fn js_decode_pass(input: &[u8]) -> (Vec<u8>, bool) {
     let mut out = Vec::with_capacity(input.len());
+    let changed = js_decode_into(input, &mut out);
+    (out, changed)
+}
+
+/// [`js_decode_pass`] into a caller's buffer (cleared first).
+pub fn js_decode_into(input: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.reserve(input.len());
     let mut changed = false;
     let mut i = 0;
+    let hexn = |s: &[u8]| -> Option<u32> {
+        s.iter()
+            .try_fold(0u32, |a, &c| hex_val(c).map(|v| (a << 4) | u32::from(v)))
+    };
     while i < input.len() {
         let b = input[i];
         if b == b'\\' && i + 3 < input.len() {
             let n = input[i + 1];
-            let hexn = |s: &[u8]| -> Option<u32> {
-                s.iter()
-                    .try_fold(0u32, |a, &c| hex_val(c).map(|v| (a << 4) | u32::from(v)))
-            };
-            if (n == b'x' || n == b'X') && i + 3 < input.len() {
+            if n == b'x' || n == b'X' {
                 if let Some(v) = hexn(&input[i + 2..i + 4]) {
-                    push_char(&mut out, char::from_u32(v).unwrap_or('\u{fffd}'));
+                    push_char(out, char::from_u32(v).unwrap_or('\u{fffd}'));
                     changed = true;
                     i += 4;
                     continue;
@@ -116,7 +137,7 @@ pub fn js_decode_pass(input: &[u8]) -> (Vec<u8>, bool) {
                     if let Some(e) = input[i + 3..].iter().take(7).position(|&c| c == b'}') {
                         if e > 0 {
                             if let Some(v) = hexn(&input[i + 3..i + 3 + e]) {
-                                push_char(&mut out, char::from_u32(v).unwrap_or('\u{fffd}'));
+                                push_char(out, char::from_u32(v).unwrap_or('\u{fffd}'));
                                 changed = true;
                                 i += 4 + e;
                                 continue;
@@ -125,7 +146,7 @@ pub fn js_decode_pass(input: &[u8]) -> (Vec<u8>, bool) {
                     }
                 } else if i + 5 < input.len() {
                     if let Some(v) = hexn(&input[i + 2..i + 6]) {
-                        push_char(&mut out, char::from_u32(v).unwrap_or('\u{fffd}'));
+                        push_char(out, char::from_u32(v).unwrap_or('\u{fffd}'));
                         changed = true;
                         i += 6;
                         continue;
@@ -136,7 +157,7 @@ pub fn js_decode_pass(input: &[u8]) -> (Vec<u8>, bool) {
         out.push(b);
         i += 1;
     }
-    (out, changed)
+    changed
 }
 
 fn named_entity(name: &str) -> Option<char> {
@@ -180,8 +201,20 @@ pub fn entity_decode_pass(input: &str) -> (String, bool) {
     if !input.contains('&') {
         return (input.to_string(), false);
     }
-    let bytes = input.as_bytes();
-    let mut out = String::with_capacity(input.len());
+    let mut out = Vec::with_capacity(input.len());
+    let changed = entity_decode_into(input.as_bytes(), &mut out);
+    (
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        changed,
+    )
+}
+
+/// [`entity_decode_pass`] on bytes, into a caller's buffer (cleared first).
+/// Bytes outside entities are copied as they are.
+pub fn entity_decode_into(bytes: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.reserve(bytes.len());
     let mut changed = false;
     let mut i = 0;
     let mut last = 0;
@@ -200,38 +233,32 @@ pub fn entity_decode_pass(input: &str) -> (String, bool) {
                 j += 1;
             }
             let ds = j;
-            while j < bytes.len()
-                && j - ds < 8
-                && (if hex {
-                    bytes[j].is_ascii_hexdigit()
+            let digit = |c: u8| {
+                if hex {
+                    c.is_ascii_hexdigit()
                 } else {
-                    bytes[j].is_ascii_digit()
-                })
-            {
-                j += 1;
-            }
-            // skip over excessive leading digits (e.g. &#0000060)
-            while j < bytes.len()
-                && (if hex {
-                    bytes[j].is_ascii_hexdigit()
-                } else {
-                    bytes[j].is_ascii_digit()
-                })
-            {
+                    c.is_ascii_digit()
+                }
+            };
+            // (excessive leading digits are skipped, e.g. &#0000060)
+            while j < bytes.len() && digit(bytes[j]) {
                 j += 1;
             }
             if j == ds {
                 i += 1;
                 continue;
             }
-            let digits = &input[ds..j];
-            let trimmed = digits.trim_start_matches('0');
+            let digits = &bytes[ds..j];
+            let skip = digits.iter().take_while(|&&c| c == b'0').count();
+            let trimmed = &digits[skip..];
             let v = if trimmed.is_empty() {
                 Some(0)
             } else if trimmed.len() > 7 {
                 None
             } else {
-                u32::from_str_radix(trimmed, if hex { 16 } else { 10 }).ok()
+                std::str::from_utf8(trimmed)
+                    .ok()
+                    .and_then(|t| u32::from_str_radix(t, if hex { 16 } else { 10 }).ok())
             };
             decoded = Some(v.and_then(char::from_u32).unwrap_or('\u{fffd}'));
         } else {
@@ -239,12 +266,17 @@ pub fn entity_decode_pass(input: &str) -> (String, bool) {
             while j < bytes.len() && j - ns < 10 && bytes[j].is_ascii_alphabetic() {
                 j += 1;
             }
-            let name = input[ns..j].to_ascii_lowercase();
-            decoded = named_entity(&name);
+            let mut name = [0u8; 10];
+            let len = j - ns;
+            for (d, s) in name.iter_mut().zip(&bytes[ns..j]) {
+                *d = s.to_ascii_lowercase();
+            }
+            let name = std::str::from_utf8(&name[..len]).unwrap_or("");
+            decoded = named_entity(name);
             if decoded.is_none() && bytes.get(j) != Some(&b';') {
                 // Browsers also read `&lbracejndi` as `{jndi`: the longest
                 // known name that prefixes the letters (4+ characters).
-                for k in (4..name.len()).rev() {
+                for k in (4..len).rev() {
                     if let Some(c) = named_entity(&name[..k]) {
                         decoded = Some(c);
                         j = ns + k;
@@ -261,15 +293,15 @@ pub fn entity_decode_pass(input: &str) -> (String, bool) {
             j += 1;
         }
         if let Some(c) = decoded {
-            out.push_str(&input[last..start]);
-            out.push(c);
+            out.extend_from_slice(&bytes[last..start]);
+            push_char(out, c);
             last = j;
             changed = true;
         }
         i = j;
     }
-    out.push_str(&input[last..]);
-    (out, changed)
+    out.extend_from_slice(&bytes[last..]);
+    changed
 }
 
 /// Fold a character for matching: fullwidth ASCII to ASCII, lowercase ASCII.
@@ -293,8 +325,8 @@ fn fold_char(c: char) -> char {
 /// The normalised forms of one value handed to the detectors.
 #[derive(Debug, Clone, Default)]
 pub struct Normalized {
-    /// Repeatedly URL- and entity-decoded, NULs removed, fullwidth folded,
-    /// lowercased.
+    /// Repeatedly URL-, JavaScript- and entity-decoded, NULs removed,
+    /// fullwidth folded, lowercased.
     pub text: String,
     /// `text` with SQL/C comments replaced by a space and whitespace runs
     /// collapsed to one space; empty when that would equal `text`.
@@ -302,41 +334,154 @@ pub struct Normalized {
     pub flags: DecodeFlags,
 }
 
+/// Reusable buffers for [`normalize_into`]: one set per request, so
+/// normalising a field allocates nothing once they have grown.
+#[derive(Debug, Default)]
+pub struct NormBuf {
+    /// See [`Normalized::text`].
+    pub text: String,
+    /// See [`Normalized::compact`] (empty when equal to `text`).
+    pub compact: String,
+    pub flags: DecodeFlags,
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
 /// Bounded, repeated decoding: URL-decoding (with `+` when `plus`), `%u`,
-/// HTML entities, then NUL removal, folding and lowercasing.
+/// JavaScript escapes, HTML entities, then NUL removal, folding and
+/// lowercasing.
 pub fn normalize(raw: &[u8], plus: bool, max_len: usize, max_passes: usize) -> Normalized {
+    let mut buf = NormBuf::default();
+    normalize_into(raw, plus, max_len, max_passes, &mut buf);
+    Normalized {
+        text: buf.text,
+        compact: buf.compact,
+        flags: buf.flags,
+    }
+}
+
+/// Would [`entity_decode_into`] decode something at `raw[i]` (an `&`)?
+fn entity_here(raw: &[u8], i: usize) -> bool {
+    match raw.get(i + 1) {
+        Some(b'#') => true,
+        Some(c) if c.is_ascii_alphabetic() => {
+            let run = &raw[i + 1..];
+            let n = run
+                .iter()
+                .take(10)
+                .take_while(|c| c.is_ascii_alphabetic())
+                .count();
+            let mut name = [0u8; 10];
+            for (d, s) in name.iter_mut().zip(&run[..n]) {
+                *d = s.to_ascii_lowercase();
+            }
+            let name = std::str::from_utf8(&name[..n]).unwrap_or("");
+            named_entity(name).is_some() || (4..n).any(|k| named_entity(&name[..k]).is_some())
+        }
+        _ => false,
+    }
+}
+
+/// Characters that [`fold_char`] changes, by their UTF-8 encoding: the
+/// lead byte and the bytes after it.
+fn folds_at(raw: &[u8], i: usize) -> bool {
+    let b1 = raw.get(i + 1).copied().unwrap_or(0);
+    let b2 = raw.get(i + 2).copied().unwrap_or(0);
+    match raw[i] {
+        0xC2 => b1 == 0xA0,
+        0xCA => b1 == 0xBC,
+        0xE2 => {
+            (b1 == 0x80
+                && matches!(
+                    b2,
+                    0x98 | 0x99 | 0x9B | 0x9C | 0x9D | 0xA8 | 0xA9 | 0xB2 | 0xB3
+                ))
+                || matches!(b1, 0x91..=0x93)
+        }
+        0xE3 => b1 == 0x80 && matches!(b2, 0x80 | 0x82),
+        0xEF => matches!(b1, 0xBC | 0xBD),
+        _ => false,
+    }
+}
+
+/// Normalise `raw` by lowercasing alone when nothing in it would be
+/// decoded or folded (the common case); `false` (and `out` untouched
+/// beyond its buffers) otherwise.
+fn lowercase_only_into(raw: &[u8], plus: bool, out: &mut NormBuf) -> bool {
+    let mut compact = false;
+    let mut non_ascii = false;
+    let mut prev = 0u8;
+    for (i, &c) in raw.iter().enumerate() {
+        match c {
+            b'%' | b'\\' | 0 => return false,
+            b'+' if plus => return false,
+            b'&' if entity_here(raw, i) => return false,
+            0x80.. => {
+                if folds_at(raw, i) {
+                    return false;
+                }
+                non_ascii = true;
+            }
+            b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => compact = true,
+            b'*' if prev == b'/' => compact = true,
+            b'/' if prev == b'*' => compact = true,
+            b' ' if prev == b' ' => compact = true,
+            _ => {}
+        }
+        prev = c;
+    }
+    let Ok(s) = std::str::from_utf8(raw) else {
+        return false;
+    };
+    let _ = non_ascii;
+    out.text.push_str(s);
+    out.text.make_ascii_lowercase();
+    if compact {
+        compact_sql_into(&out.text, &mut out.compact);
+    }
+    true
+}
+
+/// [`normalize`] into reusable buffers.
+pub fn normalize_into(
+    raw: &[u8],
+    plus: bool,
+    max_len: usize,
+    max_passes: usize,
+    out: &mut NormBuf,
+) {
     let raw = &raw[..raw.len().min(max_len)];
-    let mut flags = DecodeFlags::default();
-    let mut cur: Vec<u8> = raw.to_vec();
+    out.flags = DecodeFlags::default();
+    out.text.clear();
+    out.compact.clear();
+    // The common case: nothing to decode or fold, lowercased in one pass.
+    if lowercase_only_into(raw, plus, out) {
+        return;
+    }
+    let NormBuf { a, b, flags, .. } = out;
+    a.clear();
+    a.extend_from_slice(raw);
     let mut passes_changed = 0;
     let mut first = true;
     for _ in 0..max_passes.max(1) {
         let mut changed_any = false;
-        if cur.contains(&b'%') || (first && plus && cur.contains(&b'+')) {
-            let (next, changed) = percent_decode_pass(&cur, plus && first, &mut flags);
-            if changed {
-                cur = next;
-                changed_any = true;
-            }
+        if (a.contains(&b'%') || (first && plus && a.contains(&b'+')))
+            && percent_decode_into(a, plus && first, flags, b)
+        {
+            std::mem::swap(a, b);
+            changed_any = true;
         }
         first = false;
-        if cur
-            .windows(2)
+        if a.windows(2)
             .any(|w| w[0] == b'\\' && matches!(w[1], b'u' | b'U' | b'x' | b'X'))
+            && js_decode_into(a, b)
         {
-            let (next, changed) = js_decode_pass(&cur);
-            if changed {
-                cur = next;
-                changed_any = true;
-            }
+            std::mem::swap(a, b);
+            changed_any = true;
         }
-        if cur.contains(&b'&') {
-            let s = String::from_utf8_lossy(&cur);
-            let (next, changed) = entity_decode_pass(&s);
-            if changed {
-                cur = next.into_bytes();
-                changed_any = true;
-            }
+        if a.contains(&b'&') && entity_decode_into(a, b) {
+            std::mem::swap(a, b);
+            changed_any = true;
         }
         if !changed_any {
             break;
@@ -346,56 +491,83 @@ pub fn normalize(raw: &[u8], plus: bool, max_len: usize, max_passes: usize) -> N
     if passes_changed > 1 {
         flags.multi_encoded = true;
     }
-    if cur.contains(&0) {
+    if a.contains(&0) {
         flags.nul = true;
     }
-    let s = match std::str::from_utf8(&cur) {
+    let s = match std::str::from_utf8(a) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(_) => {
             flags.invalid_utf8 = true;
-            String::from_utf8_lossy(&cur)
+            String::from_utf8_lossy(a)
         }
     };
-    let mut text = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c == '\0' {
-            continue;
-        }
-        text.push(fold_char(c));
-    }
-    let compact = if text.contains("/*")
-        || text.contains("*/")
-        || text.contains("  ")
-        || text
+    out.text.reserve(s.len());
+    // ASCII runs are lowercased as a block; other characters are folded.
+    let mut rest: &str = &s;
+    while !rest.is_empty() {
+        let n = rest
             .bytes()
-            .any(|c| matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
-    {
-        compact_sql(&text)
-    } else {
-        String::new()
-    };
-    Normalized {
-        text,
-        compact,
-        flags,
+            .position(|c| c >= 0x80 || c == 0)
+            .unwrap_or(rest.len());
+        let start = out.text.len();
+        out.text.push_str(&rest[..n]);
+        out.text[start..].make_ascii_lowercase();
+        rest = &rest[n..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        if c != '\0' {
+            out.text.push(fold_char(c));
+        }
+        rest = &rest[c.len_utf8()..];
     }
+    if needs_compact(&out.text) {
+        compact_sql_into(&out.text, &mut out.compact);
+    }
+}
+
+/// Whether SQL comment removal / whitespace collapsing changes `t`.
+pub fn needs_compact(t: &str) -> bool {
+    let mut prev = 0u8;
+    for &c in t.as_bytes() {
+        match c {
+            b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => return true,
+            b'*' if prev == b'/' => return true,
+            b'/' if prev == b'*' => return true,
+            b' ' if prev == b' ' => return true,
+            _ => {}
+        }
+        prev = c;
+    }
+    false
 }
 
 /// Replace `/* ... */` comments with a space (MySQL `/*! ... */` keeps its
 /// content), turn control whitespace into spaces and collapse runs.
 pub fn compact_sql(s: &str) -> String {
+    let mut out = String::new();
+    compact_sql_into(s, &mut out);
+    out
+}
+
+/// [`compact_sql`] into a caller's buffer (cleared first).
+pub fn compact_sql_into(s: &str, out: &mut String) {
+    out.clear();
     let b = s.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
-    fn space(out: &mut Vec<u8>) {
-        if out.last() != Some(&b' ') {
-            out.push(b' ');
+    // Runs of unchanged bytes are copied as `&str` slices, so multi-byte
+    // characters stay whole; only ASCII is removed or replaced.
+    let mut run = 0;
+    fn space(out: &mut String) {
+        if !out.ends_with(' ') {
+            out.push(' ');
         }
     }
     while i < b.len() {
         let c = b[i];
         if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            space(&mut out);
+            out.push_str(&s[run..i]);
+            space(out);
             if b.get(i + 2) == Some(&b'!') {
                 // MySQL versioned comment: its content is executed, keep it.
                 let mut j = i + 3;
@@ -403,29 +575,33 @@ pub fn compact_sql(s: &str) -> String {
                     j += 1;
                 }
                 i = j;
+                run = i;
                 continue;
             }
             i = s[i + 2..]
                 .find("*/")
                 .map(|p| i + 2 + p + 2)
                 .unwrap_or(b.len());
+            run = i;
             continue;
         }
         if c == b'*' && b.get(i + 1) == Some(&b'/') {
-            space(&mut out);
+            out.push_str(&s[run..i]);
+            space(out);
             i += 2;
+            run = i;
             continue;
         }
         if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-            space(&mut out);
+            out.push_str(&s[run..i]);
+            space(out);
             i += 1;
+            run = i;
             continue;
         }
-        out.push(c);
         i += 1;
     }
-    // Only whole ASCII bytes were removed or replaced: still UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+    out.push_str(&s[run..]);
 }
 
 /// Result of normalising a URL path.

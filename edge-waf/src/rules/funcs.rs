@@ -8,8 +8,27 @@ use base64::Engine as _;
 /// Remove shell quoting and escaping tricks so `c'a't`, `c\at`, `c$@at`,
 /// `ca""t`, `/bi[n]/sh` and `${IFS}` read as the plain command.
 pub fn shell_form(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    shell_form_into(text, &mut out);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Characters [`shell_form`] removes or rewrites: without any of them the
+/// shell form equals the text.
+pub fn shell_sensitive(text: &str) -> bool {
+    text.bytes().any(|c| {
+        matches!(
+            c,
+            b'\\' | b'\'' | b'"' | b'^' | b'$' | b'`' | b'[' | b'<' | b'>'
+        )
+    })
+}
+
+/// [`shell_form`] into a caller's buffer (cleared first). Only ASCII bytes
+/// are removed, so the output is UTF-8 when the input is.
+pub fn shell_form_into(text: &str, out: &mut Vec<u8>) {
+    out.clear();
     let b = text.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -78,7 +97,6 @@ pub fn shell_form(text: &str) -> String {
             }
         }
     }
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Log4j lookups, including nested obfuscation such as
@@ -235,40 +253,38 @@ fn private_v4(a: u32) -> bool {
 /// Host names that resolve to the local machine, containers' hosts or
 /// cloud metadata services.
 fn local_name(host: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "localhost",
-        "localhost4",
-        "localhost6",
-        "ip6-localhost",
-        "ip6-loopback",
-        "ipv6-localhost",
-        "ipv6-loopback",
-        "metadata",
-        "instance-data",
-        "metadata.google.internal",
-        "metadata.azure.com",
-        "metadata.packet.net",
-        "metadata.platformequinix.com",
-        "metadata.tencentyun.com",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "localtest.me",
-        "lvh.me",
-        "0",
-    ];
-    const SUFFIX: &[&str] = &[
-        ".localhost",
-        ".localdomain",
-        ".localdomain4",
-        ".localdomain6",
-        ".internal",
-        ".svc.cluster.local",
-        ".localtest.me",
-        ".lvh.me",
-    ];
-    EXACT.contains(&host)
-        || SUFFIX.iter().any(|s| host.ends_with(s))
-        || host.starts_with("localhost.")
+    if matches!(
+        host,
+        "localhost"
+            | "localhost4"
+            | "localhost6"
+            | "ip6-localhost"
+            | "ip6-loopback"
+            | "ipv6-localhost"
+            | "ipv6-loopback"
+            | "metadata"
+            | "instance-data"
+            | "metadata.google.internal"
+            | "metadata.azure.com"
+            | "metadata.packet.net"
+            | "metadata.platformequinix.com"
+            | "metadata.tencentyun.com"
+            | "kubernetes.default"
+            | "kubernetes.default.svc"
+            | "localtest.me"
+            | "lvh.me"
+            | "0"
+    ) {
+        return true;
+    }
+    let last = host.rsplit('.').next().unwrap_or(host);
+    matches!(
+        last,
+        "localhost" | "localdomain" | "localdomain4" | "localdomain6" | "internal"
+    ) || host.starts_with("localhost.")
+        || host.ends_with(".svc.cluster.local")
+        || host.ends_with(".localtest.me")
+        || host.ends_with(".lvh.me")
 }
 
 /// Is this URL host (name, IPv4 in any inet_aton form, or `[IPv6]`) a
@@ -364,7 +380,11 @@ pub const SSRF_KEYWORDS: &[&str] = &[
 /// addresses, or at an obfuscated numeric IP form.
 pub fn ssrf_target(text: &str) -> bool {
     // `\l\o\c\a\l\h\o\s\t` and `http:\\host` tricks
-    let t: String = text.chars().filter(|&c| c != '\\').collect();
+    let t: std::borrow::Cow<'_, str> = if text.contains('\\') {
+        std::borrow::Cow::Owned(text.chars().filter(|&c| c != '\\').collect())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     let had_backslash = t.len() != text.len();
     // A bare `host/path` or `host:port/path` value.
     let bare = t.trim_start();
@@ -507,6 +527,32 @@ const PREFIXES: &[&str] = &[
     "catchsegv",
 ];
 
+/// The end of the command-name-like word at the start of `s` (letters,
+/// digits, `_-.+`); 0 when it is longer than any command name.
+fn word_end(s: &str) -> usize {
+    const WORD: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+');
+            c += 1;
+        }
+        t
+    };
+    let n = s
+        .as_bytes()
+        .iter()
+        .take(33)
+        .position(|&c| !WORD[usize::from(c)])
+        .unwrap_or(s.len().min(33));
+    if n > 32 {
+        0
+    } else {
+        n
+    }
+}
+
 /// A token that names a file (`recipe.rb`, `site.yml`), not a number.
 fn file_like(t: &str) -> bool {
     let t = t.trim_matches(|c: char| c == '"' || c == '\'');
@@ -525,9 +571,7 @@ fn file_like(t: &str) -> bool {
 /// The word at the start of `rest` (letters, digits, `_-.+`), with a
 /// trailing version (`python3.10`) dropped when the base is a command.
 fn command_word<'a>(rest: &'a str, sets: &Sets) -> (&'a str, &'a str) {
-    let wend = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
-        .unwrap_or(rest.len());
+    let wend = word_end(rest);
     let word = &rest[..wend];
     let base = word.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
     let word = if !base.is_empty() && base != word && sets.known(base) {
@@ -542,15 +586,22 @@ fn command_word<'a>(rest: &'a str, sets: &Sets) -> (&'a str, &'a str) {
 /// followed by something that makes it a command line.
 fn command_at(text: &str, sets: &Sets) -> bool {
     let b = text.as_bytes();
-    let mut starts: Vec<usize> = vec![0];
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(
-            c,
-            b';' | b'|' | b'&' | b'`' | b'\n' | b'(' | b'{' | b'$' | b'<' | b'>' | b'\r'
-        ) {
-            starts.push(i + 1);
+    // Bytes after which a new command can start.
+    const SEP: [bool; 256] = {
+        let mut t = [false; 256];
+        let seps = b";|&`\n({$<>\r";
+        let mut i = 0;
+        while i < seps.len() {
+            t[seps[i] as usize] = true;
+            i += 1;
         }
-    }
+        t
+    };
+    let starts = std::iter::once(0).chain(
+        b.iter()
+            .enumerate()
+            .filter_map(|(i, &c)| SEP[usize::from(c)].then_some(i + 1)),
+    );
     for start in starts {
         let mut rest = text
             .get(start..)
@@ -570,13 +621,23 @@ fn command_at(text: &str, sets: &Sets) -> bool {
             }
             rest = v[n..].trim_start();
         }
+        // A command name starts with a letter (or a path).
+        if !rest
+            .as_bytes()
+            .first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'.'))
+        {
+            continue;
+        }
         // Command prefixes: `time ifconfig`, `sudo -u x id`, `nohup sh`.
         let mut prefixed = false;
         for _ in 0..3 {
-            let Some((w, tail)) = rest.split_once(' ') else {
+            let sp = word_end(rest);
+            if rest.as_bytes().get(sp) != Some(&b' ') {
                 break;
-            };
-            if !PREFIXES.contains(&w) || tail.is_empty() {
+            }
+            let (w, tail) = (&rest[..sp], &rest[sp + 1..]);
+            if !sets.prefixes.contains(w) || tail.is_empty() {
                 break;
             }
             let t = tail.trim_start();
@@ -593,12 +654,16 @@ fn command_at(text: &str, sets: &Sets) -> bool {
             prefixed = true;
         }
         // Optional path prefix: /bin/, /usr/bin/, ./
-        let rest = match rest.rfind('/') {
+        let slash = if rest.starts_with(['/', '.']) {
+            rest.rfind('/')
+        } else {
+            None
+        };
+        let rest = match slash {
             Some(p)
-                if rest.starts_with(['/', '.'])
-                    && rest[..p]
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || c == b'/' || c == b'.')
+                if rest[..p]
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'/' || c == b'.')
                     && !rest[..p].contains(' ')
                     && p < 24 =>
             {
@@ -1354,13 +1419,30 @@ const UNIX_WORDS: &[&str] = &[
     "then", "else", "fi",
 ];
 
-pub const UNIX_KEYWORDS: &[&[&str]] = &[UNIX_BARE, UNIX_WORDS];
+/// FxHash-style hashing for the small static word sets (the keys are
+/// our own constants, so there is nothing for a client to collide).
+#[derive(Default, Clone, Copy)]
+struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+type WordSet = HashSet<&'static str, std::hash::BuildHasherDefault<WordHasher>>;
 
 struct Sets {
-    bare: HashSet<&'static str>,
-    words: HashSet<&'static str>,
-    ambiguous: HashSet<&'static str>,
-    strict: HashSet<&'static str>,
+    prefixes: WordSet,
+    bare: WordSet,
+    words: WordSet,
+    ambiguous: WordSet,
+    strict: WordSet,
 }
 
 impl Sets {
@@ -1372,6 +1454,7 @@ impl Sets {
 fn sets() -> &'static Sets {
     static SETS: OnceLock<Sets> = OnceLock::new();
     SETS.get_or_init(|| Sets {
+        prefixes: PREFIXES.iter().copied().collect(),
         bare: UNIX_BARE.iter().copied().collect(),
         words: UNIX_WORDS.iter().copied().collect(),
         ambiguous: AMBIGUOUS.iter().copied().collect(),
@@ -1379,15 +1462,19 @@ fn sets() -> &'static Sets {
     })
 }
 
-pub fn unix_command(shell: &str) -> bool {
-    command_at(shell, sets())
+/// A Unix command line in the value, read with shell quoting removed and,
+/// when that changes it, as written.
+pub fn unix_command(f: &super::Forms<'_>) -> bool {
+    let s = sets();
+    command_at(f.shell, s) || (f.shell_differs() && command_at(f.text, s))
 }
 
 /// [`unix_command`] for argument names: a name is a single identifier, so
 /// only a name that also contains spaces or shell syntax can be a command line.
-pub fn unix_command_line(shell: &str) -> bool {
-    shell.contains([' ', '\t', ';', '|', '&', '`', '$', '(', '\n', '<', '>'])
-        && command_at(shell, sets())
+pub fn unix_command_line(f: &super::Forms<'_>) -> bool {
+    f.shell
+        .contains([' ', '\t', ';', '|', '&', '`', '$', '(', '\n', '<', '>'])
+        && command_at(f.shell, sets())
 }
 
 /// A path segment naming a dotfile or dot-directory (`/.git/`, `/.env`,
@@ -1436,8 +1523,22 @@ pub fn session_param_name(name: &str) -> bool {
         "__secure-next-auth.session-token",
         "authjs.session-token",
     ];
-    let n = name.trim().to_ascii_lowercase();
-    EXACT.contains(&n.as_str())
+    let name = name.trim();
+    if name.len() > 48 || name.len() < 3 {
+        return false;
+    }
+    let mut buf = [0u8; 48];
+    for (d, c) in buf.iter_mut().zip(name.bytes()) {
+        *d = c.to_ascii_lowercase();
+    }
+    let n = std::str::from_utf8(&buf[..name.len()]).unwrap_or("");
+    if !["sess", "sid", "cf", "token", "cakephp"]
+        .iter()
+        .any(|k| n.contains(k))
+    {
+        return false;
+    }
+    EXACT.contains(&n)
         || n.starts_with("aspsessionid")
         || (n.len() <= 40
             && n.bytes()
@@ -1456,4 +1557,65 @@ pub fn url_host(url: &str) -> Option<String> {
         hp.split(':').next().unwrap_or(hp).to_string()
     };
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// `scheme://` at the start of a value (spaces tolerated around `:`),
+/// for the schemes that fetch remote content; returns what follows.
+fn url_rest<'a>(t: &'a str, schemes: &[&str]) -> Option<&'a str> {
+    let t = t.trim_start();
+    let n = t.bytes().take_while(|c| c.is_ascii_alphanumeric()).count();
+    if !schemes.contains(&&t[..n]) {
+        return None;
+    }
+    let r = t[n..].trim_start().strip_prefix(':')?.trim_start();
+    let after = r.trim_start_matches('/');
+    (r.len() - after.len() >= 2).then_some(after)
+}
+
+/// A URL whose host is an IP address (IPv4 dotted or `[IPv6]`).
+pub fn url_ip_host(t: &str) -> bool {
+    const SCHEMES: &[&str] = &[
+        "http", "https", "ftp", "ftps", "file", "php", "data", "gopher", "dict",
+    ];
+    let Some(rest) = url_rest(t, SCHEMES) else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    let auth_end = rest
+        .bytes()
+        .position(|c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    // A host that is an address starts with a digit or `[` (after any
+    // user info).
+    if !rest[..auth_end].contains('@')
+        && !rest.starts_with(|c: char| c.is_ascii_digit() || c == '[')
+    {
+        return false;
+    }
+    let host = rest[..auth_end].rsplit('@').next().unwrap_or("");
+    if let Some(h) = host.strip_prefix('[') {
+        let inner = h.split(']').next().unwrap_or("");
+        return !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+    }
+    let h = host.split(':').next().unwrap_or("");
+    let mut parts = h.split('.');
+    (0..4).all(|_| {
+        parts
+            .next()
+            .is_some_and(|p| (1..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()))
+    })
+}
+
+/// A URL ending in `?` (the remainder of a remote include URL).
+pub fn url_question_end(t: &str) -> bool {
+    let t = t.trim_end();
+    let Some(body) = t.strip_suffix('?') else {
+        return false;
+    };
+    let body = body.trim_end_matches('?');
+    url_rest(body, &["http", "https", "ftp", "ftps"])
+        .is_some_and(|r| !r.is_empty() && !r.contains('?'))
 }
