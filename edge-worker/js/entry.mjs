@@ -9,6 +9,9 @@
 import * as rust from "./edge_worker.js";
 
 let poisoned = false;
+// One rejection handle per request in flight: workerd only lets a request
+// settle promises it created itself, so a shared "panicked" promise would not
+// work.
 const inflight = new Set();
 
 globalThis.__edgePanic = (message) => {

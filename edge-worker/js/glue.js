@@ -98,3 +98,18 @@ export function cacheMatch(key) {
 export function cachePut(key, response) {
   return caches.default.put(key, response);
 }
+
+// A response with `origin`'s headers (copied natively) after `edits`:
+// "-name\n\n" deletes every value of name, "+name\nvalue\n" appends one.
+export function respondFrom(origin, status, statusText, edits, body) {
+  const headers = new Headers(origin.headers);
+  const parts = edits.split("\n");
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    const op = parts[i];
+    if (op.startsWith("-")) headers.delete(op.slice(1));
+    else if (op.startsWith("+")) headers.append(op.slice(1), parts[i + 1]);
+  }
+  const init = { status, headers };
+  if (statusText) init.statusText = statusText;
+  return new Response(body === undefined ? null : body, init);
+}

@@ -91,6 +91,59 @@ impl Headers {
         h
     }
 
+    /// The edits that turn `self` into `after`, in the flat form with the
+    /// name prefixed by the operation: `-name` (delete every value; the value
+    /// part is empty) or `+name` (append the value). Names whose values are
+    /// unchanged are left out, so a copy of the original headers plus these
+    /// edits equals `after`.
+    pub fn edits_to(&self, after: &Headers) -> String {
+        let mut out = String::new();
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, _) in self.0.iter().chain(after.0.iter()) {
+            if seen.contains(&name.as_str()) {
+                continue;
+            }
+            seen.push(name);
+            let old = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+            let new = after.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+            if old.eq(new) {
+                continue;
+            }
+            if name.contains('\n') {
+                continue;
+            }
+            if self.0.iter().any(|(k, _)| k == name) {
+                out.push('-');
+                out.push_str(name);
+                out.push_str("\n\n");
+            }
+            for (_, v) in after.0.iter().filter(|(k, _)| k == name) {
+                if v.contains('\n') {
+                    continue;
+                }
+                out.push('+');
+                out.push_str(name);
+                out.push('\n');
+                out.push_str(v);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Applies [`Headers::edits_to`]'s output (what the JS glue does to a
+    /// copy of the original headers).
+    pub fn apply_edits(&mut self, edits: &str) {
+        let mut parts = edits.split('\n');
+        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            if let Some(name) = k.strip_prefix('-') {
+                self.remove(name);
+            } else if let Some(name) = k.strip_prefix('+') {
+                self.append(name, v);
+            }
+        }
+    }
+
     /// The flat form of [`Headers::from_flat`]. Entries whose name or value
     /// holds a newline (never valid in HTTP) are dropped.
     pub fn to_flat(&self) -> String {
@@ -261,6 +314,39 @@ mod tests {
         assert!(Headers::from_flat("").is_empty());
         // An unpaired trailing name is ignored, not misread.
         assert_eq!(Headers::from_flat("a\n1\nb").len(), 1);
+    }
+
+    #[test]
+    fn edits_turn_the_original_into_the_result() {
+        let before = Headers::from_pairs([
+            ("content-type", "text/html"),
+            ("server", "origin"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("cache-control", "max-age=60"),
+        ]);
+        let mut after = before.clone();
+        after.remove("server");
+        after.set("cache-control", "no-store");
+        after.append("x-request-id", "rid-1");
+        after.append("set-cookie", "c=3");
+        let edits = before.edits_to(&after);
+        assert!(
+            !edits.contains("content-type"),
+            "unchanged names are left out: {edits}"
+        );
+        let mut applied = before.clone();
+        applied.apply_edits(&edits);
+        let sorted = |h: &Headers| {
+            let mut v: Vec<(String, String)> = h
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(&applied), sorted(&after));
+        assert_eq!(before.edits_to(&before), "");
     }
 
     #[test]

@@ -61,6 +61,15 @@ extern "C" {
     #[wasm_bindgen(js_name = cachePut)]
     fn cache_put_js(key: &str, response: &web_sys::Response) -> js_sys::Promise;
 
+    #[wasm_bindgen(catch, js_name = respondFrom)]
+    fn respond_from(
+        origin: &web_sys::Response,
+        status: u16,
+        status_text: &str,
+        edits: &str,
+        body: &JsValue,
+    ) -> std::result::Result<web_sys::Response, JsValue>;
+
     #[wasm_bindgen(catch, js_name = buildResponse)]
     fn build_response(
         status: u16,
@@ -670,7 +679,8 @@ async fn cache_get(key: &str) -> Option<web_sys::Response> {
             log_json(
                 "warn",
                 "cache_match_failed",
-                &e.as_string().unwrap_or_else(|| "cache lookup failed".into()),
+                &e.as_string()
+                    .unwrap_or_else(|| "cache lookup failed".into()),
             );
             None
         }
@@ -800,7 +810,13 @@ fn serve_stored(
     resp.headers.set("age", age.to_string());
     resp.headers.set("x-edge-cache", state);
     let body = if head_only { None } else { stored.body() };
-    response_with(&resp, "", &stream_value(body))
+    Ok(respond_from(
+        stored,
+        resp.status,
+        "",
+        &stored_headers.edits_to(&resp.headers),
+        &stream_value(body),
+    )?)
 }
 
 /// After a conditional request: a 304 refreshes and serves the stored copy
@@ -900,11 +916,17 @@ fn finish(
     if let Some(plan) = &store {
         store_copy(plan, &origin, &raw)?;
     }
-    let mut resp = raw;
+    let mut resp = raw.clone();
     pipeline.respond(cx, head, &mut resp);
     resp.headers.set("x-edge-cache", state);
     let body = if head_only { None } else { origin.body() };
-    response_with(&resp, &origin.status_text(), &stream_value(body))
+    Ok(respond_from(
+        &origin,
+        resp.status,
+        &origin.status_text(),
+        &raw.headers.edits_to(&resp.headers),
+        &stream_value(body),
+    )?)
 }
 
 /// `request.cf.country` and `request.cf.asn`, read only when an access rule
