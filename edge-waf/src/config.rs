@@ -248,7 +248,9 @@ pub struct Limits {
     pub max_inspect_bytes: usize,
     /// How much of one field value is inspected.
     pub max_field_len: usize,
-    /// Maximum number of arguments (query + body) inspected.
+    /// Maximum number of arguments (query + body; a JSON key path counts
+    /// once); a request with more is refused (413), since the rest would
+    /// go uninspected.
     pub max_args: usize,
     /// URL/entity decoding passes.
     pub max_decode_passes: usize,
@@ -264,7 +266,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             max_inspect_bytes: 128 * 1024,
             max_field_len: 16 * 1024,
-            max_args: 2048,
+            max_args: 8192,
             max_decode_passes: 3,
             json_max_depth: 32,
         }

@@ -300,6 +300,7 @@ pub fn parse_json<'a>(
         b: input,
         i: 0,
         key: 0,
+        keys: KeyNodes::with_capacity(input.len() / 64),
         depth: 0,
         too_deep: false,
         limits,
@@ -328,11 +329,97 @@ pub fn parse_json<'a>(
     }
 }
 
+/// A quick, unkeyed 64-bit hash for de-duplicating values within one
+/// request (callers bound their probing, so collisions only cost time).
+pub(crate) fn quick_hash(seed: u64, v: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(7) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h ^ (h >> 29)
+}
+
+/// JSON key nodes by (parent node, key): an open-addressing table of
+/// node ids with a short probe limit (past it a key just gets a new node).
+struct KeyNodes {
+    slots: Vec<u32>,
+    mask: usize,
+    /// Per node: the first member key node last seen in an object it holds.
+    first: Vec<u32>,
+    /// Per node: the member key node last seen after it.
+    next: Vec<u32>,
+}
+
+impl KeyNodes {
+    const PROBES: usize = 8;
+
+    fn with_capacity(n: usize) -> KeyNodes {
+        let size = (n * 2).clamp(16, 1 << 16).next_power_of_two();
+        KeyNodes {
+            slots: vec![0; size],
+            mask: size - 1,
+            first: Vec::new(),
+            next: Vec::new(),
+        }
+    }
+
+    /// Remember that node `id` followed `prev` (0: came first in an object
+    /// of `parent`).
+    fn remember(&mut self, prev: u32, parent: u32, id: u32) {
+        let (list, at) = if prev != 0 {
+            (&mut self.next, prev as usize)
+        } else {
+            (&mut self.first, parent as usize)
+        };
+        if at < (1 << 20) {
+            if list.len() <= at {
+                list.resize(at + 1, 0);
+            }
+            list[at] = id;
+        }
+    }
+
+    fn find(&self, table: &[(u32, Cow<'_, [u8]>)], parent: u32, key: &[u8]) -> Option<u32> {
+        let h = quick_hash(u64::from(parent), key) as usize;
+        for p in 0..Self::PROBES {
+            let id = self.slots[h.wrapping_add(p) & self.mask];
+            if id == 0 {
+                return None;
+            }
+            let (pp, k) = &table[id as usize - 1];
+            if *pp == parent && **k == *key {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Remember node `id` (an index into `table` + 1).
+    fn insert(&mut self, table: &[(u32, Cow<'_, [u8]>)], id: u32) {
+        let (parent, key) = &table[id as usize - 1];
+        let h = quick_hash(u64::from(*parent), key) as usize;
+        for p in 0..Self::PROBES {
+            let slot = &mut self.slots[h.wrapping_add(p) & self.mask];
+            if *slot == 0 {
+                *slot = id;
+                return;
+            }
+        }
+    }
+}
+
 struct JsonScan<'a, 'l> {
     b: &'a [u8],
     i: usize,
     /// The current key (index into the key table + 1; 0 at the top).
     key: u32,
+    keys: KeyNodes,
     /// Nesting depth, bounded by `limits.json_max_depth` (so is the
     /// recursion).
     depth: usize,
@@ -361,92 +448,148 @@ impl<'a> JsonScan<'a, '_> {
         Some(())
     }
 
+    /// The document: an iterative walk with an explicit stack of open
+    /// containers (`true` for an object) and the key node each belongs to.
     fn value(&mut self, out: &mut Fields<'a>, issues: &mut BodyIssues) -> Option<()> {
-        self.ws();
-        match self.peek()? {
-            b'{' => {
-                self.enter()?;
-                self.i += 1;
-                self.ws();
-                if self.peek()? == b'}' {
+        let mut stack: Vec<(bool, u32)> = Vec::with_capacity(16);
+        // The previous member's key node in the innermost object (0: none).
+        let mut prev: u32 = 0;
+        'value: loop {
+            self.ws();
+            match self.peek()? {
+                b'{' => {
+                    self.enter()?;
                     self.i += 1;
-                    self.depth -= 1;
-                    return Some(());
+                    stack.push((true, self.key));
+                    self.ws();
+                    if self.peek()? == b'}' {
+                        self.i += 1;
+                        stack.pop();
+                        self.depth -= 1;
+                    } else {
+                        prev = self.member(out, issues, 0)?;
+                        continue 'value;
+                    }
                 }
-                let parent = self.key;
-                loop {
+                b'[' => {
+                    self.enter()?;
+                    self.i += 1;
+                    stack.push((false, self.key));
                     self.ws();
-                    let key = self.string()?;
-                    out.json.push((parent, key.clone()));
-                    let id = u32::try_from(out.json.len()).unwrap_or(u32::MAX);
-                    self.key = id;
-                    self.push(out, Loc::ArgName, key, issues);
-                    self.ws();
-                    if self.peek()? != b':' {
+                    if self.peek()? == b']' {
+                        self.i += 1;
+                        stack.pop();
+                        self.depth -= 1;
+                    } else {
+                        continue 'value;
+                    }
+                }
+                b'"' => {
+                    let v = self.string()?;
+                    if !v.is_empty() {
+                        self.push(out, Loc::ArgValue, v, issues);
+                    }
+                }
+                b't' => self.lit(b"true")?,
+                b'f' => self.lit(b"false")?,
+                b'n' => self.lit(b"null")?,
+                b'-' | b'0'..=b'9' => {
+                    let s = self.i;
+                    while self.i < self.b.len()
+                        && matches!(
+                            self.b[self.i],
+                            b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                        )
+                    {
+                        self.i += 1;
+                    }
+                    if self.i == s {
                         return None;
                     }
-                    self.i += 1;
-                    self.value(out, issues)?;
-                    self.key = parent;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            self.depth -= 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
                 }
+                _ => return None,
             }
-            b'[' => {
-                self.enter()?;
-                self.i += 1;
-                self.ws();
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    self.depth -= 1;
+            // After a value: the next member or item, or close containers.
+            loop {
+                let Some(&(object, parent)) = stack.last() else {
                     return Some(());
-                }
-                loop {
-                    self.value(out, issues)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            self.depth -= 1;
-                            return Some(());
+                };
+                self.ws();
+                match self.peek()? {
+                    b',' => {
+                        self.i += 1;
+                        if object {
+                            prev = self.member(out, issues, prev)?;
+                        } else {
+                            self.key = parent;
                         }
-                        _ => return None,
+                        continue 'value;
                     }
+                    b'}' if object => {}
+                    b']' if !object => {}
+                    _ => return None,
+                }
+                self.i += 1;
+                self.depth -= 1;
+                stack.pop();
+                self.key = parent;
+                prev = 0;
+                if let Some(&(false, p)) = stack.last() {
+                    self.key = p;
+                } else if let Some(&(true, _)) = stack.last() {
+                    // back in an object: the member that held the container
+                    prev = parent;
                 }
             }
-            b'"' => {
-                let v = self.string()?;
-                if !v.is_empty() {
-                    self.push(out, Loc::ArgValue, v, issues);
-                }
-                Some(())
-            }
-            b't' => self.lit(b"true"),
-            b'f' => self.lit(b"false"),
-            b'n' => self.lit(b"null"),
-            b'-' | b'0'..=b'9' => {
-                let s = self.i;
-                while self.i < self.b.len()
-                    && matches!(
-                        self.b[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                (self.i > s).then_some(())
-            }
-            _ => None,
         }
+    }
+
+    /// An object member's key and `:`; sets `self.key` to its node (the
+    /// node that followed `prev` last time is tried first: objects in an
+    /// array repeat their keys in order). Returns the node.
+    fn member(&mut self, out: &mut Fields<'a>, issues: &mut BodyIssues, prev: u32) -> Option<u32> {
+        let parent = match self.key {
+            _ if prev != 0 => out.json[prev as usize - 1].0,
+            k => k,
+        };
+        self.ws();
+        let key = self.string()?;
+        let hint = if prev != 0 {
+            self.keys.next.get(prev as usize).copied().unwrap_or(0)
+        } else {
+            self.keys.first.get(parent as usize).copied().unwrap_or(0)
+        };
+        let id = match hint {
+            h if h != 0 && {
+                let (pp, k) = &out.json[h as usize - 1];
+                *pp == parent && **k == *key
+            } =>
+            {
+                h
+            }
+            _ => {
+                let id = match self.keys.find(&out.json, parent, &key) {
+                    Some(id) => id,
+                    None => {
+                        out.json.push((parent, key.clone()));
+                        let id = u32::try_from(out.json.len()).unwrap_or(u32::MAX);
+                        self.keys.insert(&out.json, id);
+                        self.key = id;
+                        self.push(out, Loc::ArgName, key, issues);
+                        id
+                    }
+                };
+                self.keys.remember(prev, parent, id);
+                id
+            }
+        };
+        self.key = id;
+        self.ws();
+        if self.peek()? != b':' {
+            return None;
+        }
+        self.i += 1;
+        Some(id)
     }
 
     fn lit(&mut self, l: &[u8]) -> Option<()> {
@@ -497,19 +640,7 @@ impl<'a> JsonScan<'a, '_> {
         self.i += 1;
         let start = self.i;
         // fast path: no escapes
-        const STOP: [bool; 256] = {
-            let mut t = [false; 256];
-            let mut c = 0;
-            while c < 0x20 {
-                t[c] = true;
-                c += 1;
-            }
-            t[b'"' as usize] = true;
-            t[b'\\' as usize] = true;
-            t
-        };
-        let n = self.b[start..].iter().position(|&c| STOP[usize::from(c)])?;
-        self.i = start + n;
+        self.i = start + stop_at(&self.b[start..])?;
         match self.b[self.i] {
             b'"' => {
                 let v = &self.b[start..self.i];
@@ -519,7 +650,7 @@ impl<'a> JsonScan<'a, '_> {
             b'\\' => {}
             _ => return None,
         }
-        let mut v = Vec::with_capacity(self.i - start + 64);
+        let mut v = Vec::with_capacity(self.i - start + 32);
         v.extend_from_slice(&self.b[start..self.i]);
         while self.i < self.b.len() {
             let c = self.b[self.i];
@@ -565,11 +696,49 @@ impl<'a> JsonScan<'a, '_> {
                     }
                 }
                 c if c < 0x20 => return None,
-                c => v.push(c),
+                _ => {
+                    // A run of ordinary bytes up to the next quote, escape
+                    // or control byte, copied at once.
+                    let from = self.i - 1;
+                    self.i += stop_at(&self.b[self.i..]).unwrap_or(self.b.len() - self.i);
+                    v.extend_from_slice(&self.b[from..self.i]);
+                }
             }
         }
         None
     }
+}
+
+/// The first byte of `b` that is `"`, `\\` or a control byte, eight bytes
+/// at a time. (In each word the lowest flagged byte is a true hit: the
+/// borrows of the zero-byte test only run towards higher bytes.)
+fn stop_at(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while i < b.len() {
+        let mut w = [b'a'; 8];
+        match b.get(i..i + 8) {
+            Some(c) => w.copy_from_slice(c),
+            None => {
+                for (d, &c) in w.iter_mut().zip(&b[i..]) {
+                    *d = c;
+                }
+            }
+        }
+        let x = u64::from_le_bytes(w);
+        let q = x ^ (ONES * u64::from(b'"'));
+        let e = x ^ (ONES * u64::from(b'\\'));
+        let hit = ((q.wrapping_sub(ONES) & !q)
+            | (e.wrapping_sub(ONES) & !e)
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    None
 }
 
 /// XML body: text content, CDATA sections and attribute values as argument

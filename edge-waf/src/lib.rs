@@ -103,6 +103,7 @@ mod proto_ids {
     pub const HEADER_TOO_LONG: u32 = 920390;
     pub const BODY_TOO_LARGE: u32 = 920400;
     pub const TOO_MANY_HEADERS: u32 = 920410;
+    pub const TOO_MANY_ARGS: u32 = 920385;
     pub const CONTENT_TYPE: u32 = 920420;
     pub const PROTOCOL_VERSION: u32 = 920430;
     pub const EXTENSION: u32 = 920440;
@@ -463,6 +464,15 @@ impl Waf {
                 "body:json".into(),
             );
         }
+        if issues.too_many_args {
+            // Fields past the limit would go uninspected: refuse instead.
+            acc.add(
+                proto_ids::TOO_MANY_ARGS,
+                Family::Protocol,
+                rules::CRITICAL,
+                "args".into(),
+            );
+        }
         if issues.multipart_invalid {
             acc.add(
                 proto_ids::MULTIPART,
@@ -488,7 +498,17 @@ impl Waf {
             .iter()
             .all(|e| e.fields.is_empty() || e.fields.iter().any(|x| x == "*"));
         for (i, f) in fields.list.iter().enumerate() {
-            if by_value && f.loc != Loc::Path && !seen.insert(&fields.list, i) {
+            // (Header values are not merged: rules differ by header name;
+            // nor values of include-path parameters, for 931110.)
+            let merged = by_value
+                && !matches!(f.loc, Loc::Path | Loc::Header)
+                && !seen.insert(&fields.list, i);
+            let rfi_name = || {
+                f.loc == Loc::ArgValue
+                    && memchr::memchr(b':', &f.raw).is_some()
+                    && rfi_param(&fields.last_key(f))
+            };
+            if merged && !rfi_name() {
                 continue;
             }
             let mut proceed = || true;
@@ -551,6 +571,7 @@ impl Waf {
                     | proto_ids::URI_TOO_LONG
                     | proto_ids::HEADER_TOO_LONG
                     | proto_ids::TOO_MANY_HEADERS
+                    | proto_ids::TOO_MANY_ARGS
             )
         }) {
             (413, Reason::TooLarge)
@@ -882,14 +903,20 @@ impl Waf {
             path_text,
             rules: rule_scratch,
         } = scratch;
-        let (text, compact, nflags): (&str, &str, normalize::DecodeFlags) = if f.loc == Loc::Path {
+        let (text, compact, nflags, present): (
+            &str,
+            &str,
+            normalize::DecodeFlags,
+            normalize::ByteSet,
+        ) = if f.loc == Loc::Path {
             // `+` is literal in paths, but `union+select` in a path is still SQL.
             path_text.clear();
             path_text.push_str(&npath.path);
             if path_text.contains('+') {
                 *path_text = path_text.replace('+', " ");
             }
-            (path_text.as_str(), path_text.as_str(), npath.flags)
+            let present = normalize::byte_set(path_text.as_bytes());
+            (path_text.as_str(), path_text.as_str(), npath.flags, present)
         } else {
             normalize::normalize_into(
                 &f.raw,
@@ -903,8 +930,9 @@ impl Waf {
             } else {
                 norm.compact.as_str()
             };
-            (norm.text.as_str(), compact, norm.flags)
+            (norm.text.as_str(), compact, norm.flags, norm.present)
         };
+        let has = |c: u8| normalize::has(present, c);
         if text.is_empty() {
             return;
         }
@@ -924,8 +952,7 @@ impl Waf {
                 location(),
             );
         }
-        if matches!(f.loc, Loc::ArgValue | Loc::ArgName | Loc::Header)
-            && text.contains(['\r', '\n'])
+        if matches!(f.loc, Loc::ArgValue | Loc::ArgName | Loc::Header) && (has(b'\r') || has(b'\n'))
         {
             let header_like = text.split(['\r', '\n']).skip(1).any(|l| {
                 let l = l.trim_start();
@@ -947,7 +974,7 @@ impl Waf {
                 );
             }
         }
-        if matches!(f.loc, Loc::ArgValue | Loc::Body | Loc::Header) && text.contains('\n') {
+        if matches!(f.loc, Loc::ArgValue | Loc::Body | Loc::Header) && has(b'\n') {
             if let Some(p) = text.find(" http/1.") {
                 let before = &text[..p];
                 if [
@@ -973,7 +1000,8 @@ impl Waf {
             }
         }
         // Remote file inclusion through a known include-path parameter.
-        if f.loc == Loc::ArgValue && url_value(text) && rfi_param(&fields.last_key(f)) {
+        if f.loc == Loc::ArgValue && has(b':') && url_value(text) && rfi_param(&fields.last_key(f))
+        {
             acc.add(931110, Family::Rfi, rules::CRITICAL, location());
         }
         // The field's name matters only to exclusions that list fields.
@@ -982,10 +1010,8 @@ impl Waf {
         } else {
             fields.name(f)
         };
-        let field_excl: Vec<&Exclusion> = excl
-            .iter()
-            .copied()
-            .filter(|e| {
+        let field_excl = || {
+            excl.iter().copied().filter(|e| {
                 e.fields.is_empty()
                     || e.fields.iter().any(|x| {
                         x == "*"
@@ -995,10 +1021,15 @@ impl Waf {
                                 && x.eq_ignore_ascii_case(&format!("header:{name}")))
                     })
             })
-            .collect();
-        let shell: &str = if f.loc != Loc::Path && rules::shell_sensitive(text) {
+        };
+        let shell: &str = if f.loc != Loc::Path && b"\\'\"^$`[<>".iter().any(|&c| has(c)) {
             rules::shell_form_into(text, shell_buf);
-            std::str::from_utf8(shell_buf).unwrap_or(text)
+            if shell_buf.len() == text.len() {
+                // (only removals and 1-byte rewrites: same length, same text)
+                text
+            } else {
+                shell_buf.as_str()
+            }
         } else {
             text
         };
@@ -1017,17 +1048,22 @@ impl Waf {
             && matches!(&f.name, Name::Header(h) if h.eq_ignore_ascii_case("user-agent"));
         let skip = |d: &RuleDef| {
             (d.family == Family::Scanner && !user_agent)
-                || field_excl.iter().any(|e| {
+                || field_excl().any(|e| {
                     (e.families.is_empty() && e.rules.is_empty())
                         || e.families.contains(&d.family)
                         || e.rules.contains(&d.id)
                 })
         };
         let mut hits: Vec<&'static RuleDef> = Vec::new();
-        self.engine
-            .scan(f.loc, &forms, rule_scratch, &skip, proceed, &mut |d| {
-                hits.push(d)
-            });
+        self.engine.scan(
+            f.loc,
+            &forms,
+            present,
+            rule_scratch,
+            &skip,
+            proceed,
+            &mut |d| hits.push(d),
+        );
         if !hits.is_empty() {
             let loc = location();
             for d in hits {
@@ -1058,25 +1094,11 @@ impl SeenValues {
         }
     }
 
-    fn hash(loc: Loc, v: &[u8]) -> u64 {
-        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ (loc as u64);
-        let mut chunks = v.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(7) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-        h ^ (h >> 29)
-    }
-
     /// Whether field `i` is new (then remembered); `false` if an equal
     /// value at the same location kind was seen.
     fn insert(&mut self, list: &[Field<'_>], i: usize) -> bool {
         let f = &list[i];
-        let h = Self::hash(f.loc, &f.raw) as usize;
+        let h = extract::quick_hash(f.loc as u64, &f.raw) as usize;
         for p in 0..Self::PROBES {
             let slot = &mut self.slots[(h.wrapping_add(p)) & self.mask];
             if *slot == Self::EMPTY {
@@ -1096,7 +1118,7 @@ impl SeenValues {
 #[derive(Default)]
 struct FieldScratch {
     norm: normalize::NormBuf,
-    shell: Vec<u8>,
+    shell: String,
     path_text: String,
     rules: rules::Scratch,
 }
@@ -1211,8 +1233,11 @@ fn content_type_well_formed(ct: &str) -> bool {
 
 /// Parameter names that old PHP applications pass to `include()`.
 fn rfi_param(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("_conf[path]")
+    let n = name.as_bytes();
+    let ends =
+        |p: &str| n.len() >= p.len() && n[n.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes());
+    n.windows(11)
+        .any(|w| w.eq_ignore_ascii_case(b"_conf[path]"))
         || [
             "mosconfig_absolute_path",
             "path_to_root",
@@ -1227,7 +1252,7 @@ fn rfi_param(name: &str) -> bool {
             "root_path",
         ]
         .iter()
-        .any(|p| n.ends_with(p))
+        .any(|p| ends(p))
 }
 
 /// A value that is a remote (or wrapper) URL.

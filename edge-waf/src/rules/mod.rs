@@ -7,8 +7,10 @@
 
 mod defs;
 mod funcs;
+mod kwdfa;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use crate::normalize::{byte_bit, ByteSet};
+use kwdfa::KwDfa;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::Loc;
@@ -117,9 +119,9 @@ pub enum Pat {
     Base64(&'static [&'static str]),
     /// A hand-written matcher, run when a keyword occurs (always if none).
     Func(fn(&str) -> bool, &'static [&'static str]),
-    /// A cheap hand-written matcher run on every field it targets, given
-    /// all the forms.
-    FuncAlways(fn(&Forms<'_>) -> bool),
+    /// A hand-written matcher given all the forms, run when one of the
+    /// words (two letters or more) occurs at a word start.
+    FuncWords(fn(&Forms<'_>) -> bool, &'static [&'static [&'static str]]),
 }
 
 /// A keyword prefilter in disjunctive normal form: the regex runs when
@@ -165,7 +167,8 @@ struct KwEntry {
     rule: u16,
     bit: u64,
     /// 0 = anywhere, 1 = at a word start, 2 = a whole word, 3 = no ASCII
-    /// letter on either side, 4 = no ASCII letter before.
+    /// letter on either side, 4 = no ASCII letter before, 5 = a command
+    /// name (word start, then no letter, `_`, `-` or `+`).
     bound: u8,
     /// For case-sensitive rules: the exact literal to confirm in the
     /// case-preserving form.
@@ -176,12 +179,19 @@ struct KwEntry {
 pub struct Engine {
     rules: Vec<CompiledRule>,
     /// Multi-byte keywords of all rules (case-insensitive), one automaton.
-    ac: Option<AhoCorasick>,
+    ac: Option<KwDfa>,
+    /// The keywords that matter in the shell form (those of shell-form and
+    /// keyword-list rules), indices into `kws`: the shell form only undoes
+    /// quoting, so other rules' regexes would not see it anyway.
+    ac_shell: Option<(KwDfa, Vec<usize>)>,
     kws: Vec<Vec<KwEntry>>,
     kw_len: Vec<usize>,
-    /// Single-byte keywords, per rule: (slot bit, set of bytes). Checked
-    /// against the set of bytes present in the field, not the automaton.
-    byte_masks: Vec<Vec<(u64, [u64; 4])>>,
+    /// Single-byte keywords, checked against the set of bytes present in
+    /// the field, not the automaton: per rule, the union of its bytes and
+    /// the offset of its 64 entries in `byte_slots` (per `ByteSet` bit, the
+    /// gate slots that byte fills).
+    byte_rules: Vec<(ByteSet, u32)>,
+    byte_slots: Vec<u64>,
     /// Rules with a clause made only of single-byte slots (they can pass
     /// their gate without any automaton hit), listed under the bytes of
     /// the clause's least common slot.
@@ -197,7 +207,7 @@ pub enum EngineError {
     #[error("rule {0}: more than 64 gate slots")]
     TooManySlots(u32),
     #[error("building keyword automaton: {0}")]
-    Automaton(#[from] aho_corasick::BuildError),
+    Automaton(#[from] kwdfa::KwDfaError),
 }
 
 /// The normalised forms of a field. `compact` and `shell` are the same
@@ -261,13 +271,14 @@ impl Forms<'_> {
 pub struct Scratch {
     bits: Vec<u64>,
     touched: Vec<u16>,
+    hits: Vec<(u32, u32)>,
 }
 
 struct Builder {
     words: Vec<String>,
     index: std::collections::HashMap<String, usize>,
     kws: Vec<Vec<KwEntry>>,
-    byte_masks: Vec<Vec<(u64, [u64; 4])>>,
+    byte_masks: Vec<Vec<(u64, ByteSet)>>,
 }
 
 impl Builder {
@@ -283,11 +294,11 @@ impl Builder {
             let i = match masks.iter().position(|(b, _)| *b == bit) {
                 Some(i) => i,
                 None => {
-                    masks.push((bit, [0; 4]));
+                    masks.push((bit, 0));
                     masks.len() - 1
                 }
             };
-            masks[i].1[usize::from(c >> 6)] |= 1 << (c & 63);
+            masks[i].1 |= byte_bit(c);
             return;
         }
         let i = match self.index.get(&lower) {
@@ -401,25 +412,38 @@ impl Engine {
                     }
                     Compiled::Func(*f)
                 }
-                Pat::FuncAlways(f) => Compiled::FuncForms(*f),
+                Pat::FuncWords(f, lists) => {
+                    // Command names are whole words (a version may follow).
+                    for k in lists.iter().flat_map(|l| l.iter()).filter(|k| k.len() >= 2) {
+                        b.add(k, idx, 1, 5, None);
+                    }
+                    clauses.push(1);
+                    Compiled::FuncForms(*f)
+                }
             };
             if clauses.is_empty() {
                 ungated.push(idx);
             }
             rules.push(CompiledRule { def, m, clauses });
         }
+        let shell_kw: Vec<usize> = (0..b.words.len())
+            .filter(|&i| {
+                b.kws[i].iter().any(|k| {
+                    let d = rules[usize::from(k.rule)].def;
+                    d.form == Form::Shell || matches!(d.pat, Pat::Words(_) | Pat::WordsB(_))
+                })
+            })
+            .collect();
+        let ac_shell = if shell_kw.is_empty() {
+            None
+        } else {
+            let words: Vec<&str> = shell_kw.iter().map(|&i| b.words[i].as_str()).collect();
+            Some((keyword_dfa(&words)?, shell_kw))
+        };
         let ac = if b.words.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::Standard)
-                    .ascii_case_insensitive(true)
-                    // A full DFA: one table lookup per byte in the overlapping
-                    // search that runs on every field.
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&b.words)?,
-            )
+            Some(keyword_dfa(&b.words)?)
         };
         let mut byte_masks = b.byte_masks;
         byte_masks.resize(rules.len(), Vec::new());
@@ -432,7 +456,8 @@ impl Engine {
                 _ => 1,
             }
         };
-        let mut byte_triggers: Vec<Vec<u16>> = vec![Vec::new(); 256];
+        // Indexed by `ByteSet` bit.
+        let mut byte_triggers: Vec<Vec<u16>> = vec![Vec::new(); 64];
         for (i, r) in rules.iter().enumerate() {
             let slots = &byte_masks[i];
             let all: u64 = slots.iter().map(|(b, _)| *b).fold(0, |a, b| a | b);
@@ -442,25 +467,46 @@ impl Engine {
                     .filter(|(b, _)| m & b != 0)
                     .min_by_key(|(_, mask)| {
                         (0..256)
-                            .filter(|&c| mask[c >> 6] & (1 << (c & 63)) != 0)
+                            .filter(|&c| byte_bit(c as u8) & mask != 0)
                             .map(common)
                             .sum::<u32>()
                     });
                 if let Some((_, mask)) = best {
-                    for (c, t) in byte_triggers.iter_mut().enumerate() {
+                    for (n, t) in byte_triggers.iter_mut().enumerate() {
                         let r16 = u16::try_from(i).unwrap_or(u16::MAX);
-                        if mask[c >> 6] & (1 << (c & 63)) != 0 && !t.contains(&r16) {
+                        if mask & (1 << n) != 0 && !t.contains(&r16) {
                             t.push(r16);
                         }
                     }
                 }
             }
         }
+        let mut byte_rules = Vec::with_capacity(rules.len());
+        let mut byte_slots = Vec::new();
+        for slots in &byte_masks {
+            let union = slots.iter().fold(0, |a, (_, m)| a | m);
+            if union == 0 {
+                byte_rules.push((0, 0));
+                continue;
+            }
+            let off = byte_slots.len();
+            byte_slots.resize(off + 64, 0u64);
+            for &(slot, mask) in slots {
+                for n in 0..64 {
+                    if mask & (1 << n) != 0 {
+                        byte_slots[off + n] |= slot;
+                    }
+                }
+            }
+            byte_rules.push((union, u32::try_from(off).unwrap_or(u32::MAX)));
+        }
         Ok(Engine {
             kw_len: b.words.iter().map(String::len).collect(),
             ac,
+            ac_shell,
             kws: b.kws,
-            byte_masks,
+            byte_rules,
+            byte_slots,
             byte_triggers,
             rules,
             ungated,
@@ -471,17 +517,26 @@ impl Engine {
     /// (exclusions). When some rule passes its keyword gate, `proceed` is
     /// asked once whether to go on (the caller skips values it has already
     /// inspected); then `hit` is called with each matching rule once.
+    /// `present` is the set of bytes in the text form (callers compute it
+    /// while normalising); the compact and shell forms only lose bytes or
+    /// gain spaces.
+    #[allow(clippy::too_many_arguments)]
     pub fn scan(
         &self,
         loc: Loc,
         forms: &Forms<'_>,
+        present: ByteSet,
         scratch: &mut Scratch,
         skip: &dyn Fn(&RuleDef) -> bool,
         proceed: &mut dyn FnMut() -> bool,
         hit: &mut dyn FnMut(&'static RuleDef),
     ) {
         let bit = loc_bit(loc);
-        let Scratch { bits, touched } = scratch;
+        let Scratch {
+            bits,
+            touched,
+            hits,
+        } = scratch;
         if bits.len() != self.rules.len() {
             bits.clear();
             bits.resize(self.rules.len(), 0);
@@ -503,17 +558,25 @@ impl Engine {
             }
             bits[ri] |= b | TOUCHED;
         };
-        let mut present = [0u64; 4];
-        let scan_form =
-            |hay: &str, present: &mut [u64; 4], bits: &mut Vec<u64>, touched: &mut Vec<u16>| {
-                let hb = hay.as_bytes();
-                for &c in hb {
-                    present[usize::from(c >> 6)] |= 1 << (c & 63);
-                }
-                let Some(ac) = &self.ac else { return };
-                for m in ac.find_overlapping_iter(hb) {
-                    let p = m.pattern().as_usize();
-                    let (s, e) = (m.start(), m.start() + self.kw_len[p]);
+        let mut present = present;
+        if forms.shell_differs() || !std::ptr::eq(forms.compact, forms.text) {
+            present |= byte_bit(b' ');
+        }
+        let scan_form = |hay: &str,
+                         dfa: &KwDfa,
+                         map: Option<&[usize]>,
+                         hits: &mut Vec<(u32, u32)>,
+                         bits: &mut Vec<u64>,
+                         touched: &mut Vec<u16>| {
+            let hb = hay.as_bytes();
+            hits.clear();
+            dfa.find_all(hb, hits);
+            for &(e, st) in hits.iter() {
+                let e = e as usize;
+                for &p in dfa.keywords(st) {
+                    let p = p as usize;
+                    let p = map.map_or(p, |m| m[p]);
+                    let s = e - self.kw_len[p];
                     for k in &self.kws[p] {
                         if !bound_ok(k.bound, hb, s, e) {
                             continue;
@@ -526,22 +589,25 @@ impl Engine {
                         mark(k.rule, k.bit, bits, touched);
                     }
                 }
-            };
-        scan_form(forms.text, &mut present, bits, touched);
-        if !std::ptr::eq(forms.compact, forms.text) {
-            scan_form(forms.compact, &mut present, bits, touched);
+            }
+        };
+        if let Some(ac) = &self.ac {
+            scan_form(forms.text, ac, None, hits, bits, touched);
+            if !std::ptr::eq(forms.compact, forms.text) {
+                scan_form(forms.compact, ac, None, hits, bits, touched);
+            }
         }
         if forms.shell_differs() {
-            scan_form(forms.shell, &mut present, bits, touched);
+            if let Some((ac, map)) = &self.ac_shell {
+                scan_form(forms.shell, ac, Some(map), hits, bits, touched);
+            }
         }
-        for (w, word) in present.iter().enumerate() {
-            let mut m = *word;
-            while m != 0 {
-                let c = w * 64 + m.trailing_zeros() as usize;
-                m &= m - 1;
-                for &r in &self.byte_triggers[c] {
-                    mark(r, 0, bits, touched);
-                }
+        let mut m = present;
+        while m != 0 {
+            let n = m.trailing_zeros() as usize;
+            m &= m - 1;
+            for &r in &self.byte_triggers[n] {
+                mark(r, 0, bits, touched);
             }
         }
         for &r in &self.ungated {
@@ -553,10 +619,11 @@ impl Engine {
         for &r in touched.iter() {
             let cr = &self.rules[usize::from(r)];
             let mut st = bits[usize::from(r)];
-            for (b, mask) in &self.byte_masks[usize::from(r)] {
-                if st & b == 0 && (0..4).any(|w| present[w] & mask[w] != 0) {
-                    st |= b;
-                }
+            let (union, off) = self.byte_rules[usize::from(r)];
+            let mut m = present & union;
+            while m != 0 {
+                st |= self.byte_slots[off as usize + m.trailing_zeros() as usize];
+                m &= m - 1;
             }
             if !cr.clauses.is_empty() && !cr.clauses.iter().any(|&m| m & !st == 0) {
                 continue;
@@ -583,6 +650,11 @@ impl Engine {
     }
 }
 
+/// The keyword automaton (overlapping matches, ASCII case-insensitive).
+fn keyword_dfa<S: AsRef<[u8]>>(words: &[S]) -> Result<KwDfa, kwdfa::KwDfaError> {
+    KwDfa::new(words)
+}
+
 fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -593,6 +665,11 @@ fn bound_ok(kind: u8, h: &[u8], s: usize, e: usize) -> bool {
         1 => s == 0 || !is_word(h[s - 1]),
         2 => (s == 0 || !is_word(h[s - 1])) && (e >= h.len() || !is_word(h[e])),
         4 => s == 0 || !h[s - 1].is_ascii_alphabetic(),
+        5 => {
+            (s == 0 || !is_word(h[s - 1]))
+                && (e >= h.len()
+                    || !(h[e].is_ascii_alphabetic() || matches!(h[e], b'_' | b'-' | b'+')))
+        }
         _ => {
             (s == 0 || !h[s - 1].is_ascii_alphabetic())
                 && (e >= h.len() || !h[e].is_ascii_alphabetic())
@@ -614,5 +691,15 @@ mod tests {
         let before = ids.len();
         ids.dedup();
         assert_eq!(before, ids.len(), "rule ids are unique");
+    }
+
+    #[test]
+    fn keyword_automata_stay_small() {
+        // (they are built at every worker start and live in its memory)
+        let e = Engine::new(4, |_| true).expect("rules compile");
+        let main = e.ac.as_ref().map_or(0, KwDfa::table_bytes);
+        let shell = e.ac_shell.as_ref().map_or(0, |(d, _)| d.table_bytes());
+        println!("keyword automata: {main} + {shell} bytes");
+        assert!(main + shell < 4 << 20, "{main} + {shell} bytes");
     }
 }
