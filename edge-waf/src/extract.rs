@@ -68,9 +68,58 @@ pub struct Field<'a> {
     pub loc: Loc,
     /// Argument, cookie or header name (for exclusions and logs).
     pub name: Name<'a>,
-    pub raw: Cow<'a, [u8]>,
+    pub raw: Raw<'a>,
     /// Whether `+` means space (query and form encoding).
     pub plus: bool,
+}
+
+/// A field's value as bytes, or as text when it is known to be UTF-8
+/// (from a header, the URL or a validated JSON document: normalising it
+/// then needs no second validation). Dereferences to the bytes.
+#[derive(Debug, Clone)]
+pub enum Raw<'a> {
+    Bytes(Cow<'a, [u8]>),
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Raw<'a> {
+    /// Borrowed bytes.
+    pub fn bytes(b: &'a [u8]) -> Raw<'a> {
+        Raw::Bytes(Cow::Borrowed(b))
+    }
+
+    /// The first `n` bytes of `s` (as bytes when that cuts a character).
+    pub fn text_capped(s: &'a str, n: usize) -> Raw<'a> {
+        match s.get(..s.len().min(n)) {
+            Some(t) => Raw::Text(Cow::Borrowed(t)),
+            None => Raw::Bytes(Cow::Borrowed(&s.as_bytes()[..n])),
+        }
+    }
+
+    /// The value as text, when known to be UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Raw::Text(t) => Some(t),
+            Raw::Bytes(_) => None,
+        }
+    }
+}
+
+impl std::ops::Deref for Raw<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Bytes(b) => b,
+            Raw::Text(t) => t.as_bytes(),
+        }
+    }
+}
+
+impl PartialEq for Raw<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
 }
 
 /// The fields of one request, and the JSON key table their names refer to.
@@ -193,14 +242,24 @@ fn cap(b: &[u8], n: usize) -> &[u8] {
     &b[..b.len().min(n)]
 }
 
-/// Split `name=value&...` into argument fields.
+/// Split `name=value&...` into argument fields (`text`: the same input as
+/// text, when it is known to be UTF-8).
 pub fn parse_urlencoded<'a>(
     input: &'a [u8],
+    text: Option<&'a str>,
     out: &mut Fields<'a>,
     limits: &Limits,
     issues: &mut BodyIssues,
 ) {
-    for pair in input.split(|&b| b == b'&') {
+    // (`&` and `=` are ASCII: slicing the text at them is safe.)
+    let sub =
+        |a: usize, b: usize| text.and_then(|t| t.get(a..a + (b - a).min(limits.max_field_len)));
+    let mut start = 0;
+    while start <= input.len() {
+        let end = memchr::memchr(b'&', &input[start..]).map_or(input.len(), |p| start + p);
+        let pair = &input[start..end];
+        let at = start;
+        start = end + 1;
         if pair.is_empty() {
             continue;
         }
@@ -208,14 +267,16 @@ pub fn parse_urlencoded<'a>(
             issues.too_many_args = true;
             return;
         }
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(p) => (&pair[..p], Some(&pair[p + 1..])),
-            None => (pair, None),
+        let (name, value, eq) = match memchr::memchr(b'=', pair) {
+            Some(p) => (&pair[..p], Some(&pair[p + 1..]), at + p),
+            None => (pair, None, end),
         };
         out.push(Field {
             loc: Loc::ArgName,
             name: Name::Encoded(name),
-            raw: Cow::Borrowed(cap(name, limits.max_field_len)),
+            raw: sub(at, eq).map_or(Raw::bytes(cap(name, limits.max_field_len)), |t| {
+                Raw::Text(Cow::Borrowed(t))
+            }),
             plus: true,
         });
         if let Some(v) = value {
@@ -223,7 +284,9 @@ pub fn parse_urlencoded<'a>(
                 out.push(Field {
                     loc: Loc::ArgValue,
                     name: Name::Encoded(name),
-                    raw: Cow::Borrowed(cap(v, limits.max_field_len)),
+                    raw: sub(eq + 1, end).map_or(Raw::bytes(cap(v, limits.max_field_len)), |t| {
+                        Raw::Text(Cow::Borrowed(t))
+                    }),
                     plus: true,
                 });
             }
@@ -257,14 +320,14 @@ pub fn parse_cookies<'a>(header: &'a str, out: &mut Fields<'a>, limits: &Limits)
         out.push(Field {
             loc: Loc::CookieName,
             name: Name::Raw(name.as_bytes()),
-            raw: Cow::Borrowed(cap(name.as_bytes(), limits.max_field_len)),
+            raw: Raw::text_capped(name, limits.max_field_len),
             plus: false,
         });
         if !value.is_empty() {
             out.push(Field {
                 loc: Loc::CookieValue,
                 name: Name::Raw(name.as_bytes()),
-                raw: Cow::Borrowed(cap(value.as_bytes(), limits.max_field_len)),
+                raw: Raw::text_capped(value, limits.max_field_len),
                 plus: false,
             });
         }
@@ -285,12 +348,16 @@ pub fn parse_json<'a>(
 ) {
     // JSON text is UTF-8 (RFC 8259); a sample cut at the inspection limit
     // may end inside a character.
-    if let Err(e) = std::str::from_utf8(input) {
-        if e.error_len().is_some() || !truncated {
-            issues.json_invalid = true;
-            return;
+    let text = match std::str::from_utf8(input) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            if e.error_len().is_some() || !truncated {
+                issues.json_invalid = true;
+                return;
+            }
+            std::str::from_utf8(&input[..e.valid_up_to()]).ok()
         }
-    }
+    };
     let out_start = out.list.len();
     let keys_start = out.json.len();
     // About one field per 12 bytes of a typical document: grow once.
@@ -298,6 +365,7 @@ pub fn parse_json<'a>(
     out.json.reserve((input.len() / 24).min(limits.max_args));
     let mut sc = JsonScan {
         b: input,
+        text,
         i: 0,
         key: 0,
         keys: KeyNodes::with_capacity(input.len() / 64),
@@ -320,7 +388,7 @@ pub fn parse_json<'a>(
             out.push(Field {
                 loc: Loc::Body,
                 name: Name::Static("body"),
-                raw: Cow::Borrowed(cap(input, limits.max_field_len * 4)),
+                raw: Raw::bytes(cap(input, limits.max_field_len * 4)),
                 plus: false,
             });
         } else {
@@ -416,6 +484,8 @@ impl KeyNodes {
 
 struct JsonScan<'a, 'l> {
     b: &'a [u8],
+    /// `b` (or its valid start) as text.
+    text: Option<&'a str>,
     i: usize,
     /// The current key (index into the key table + 1; 0 at the top).
     key: u32,
@@ -553,11 +623,36 @@ impl<'a> JsonScan<'a, '_> {
             k => k,
         };
         self.ws();
-        let key = self.string()?;
         let hint = if prev != 0 {
             self.keys.next.get(prev as usize).copied().unwrap_or(0)
         } else {
             self.keys.first.get(parent as usize).copied().unwrap_or(0)
+        };
+        // The expected key, compared in place (a key that had no escapes
+        // is followed by its closing quote only if it is the same key).
+        if let Some((pp, Cow::Borrowed(k))) =
+            (hint as usize).checked_sub(1).and_then(|h| out.json.get(h))
+        {
+            let (i, n) = (self.i, k.len());
+            if *pp == parent
+                && self.b.get(i) == Some(&b'"')
+                && self.b.get(i + 1..i + 1 + n) == Some(*k)
+                && self.b.get(i + 1 + n) == Some(&b'"')
+            {
+                self.i = i + n + 2;
+                self.key = hint;
+                self.ws();
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.i += 1;
+                return Some(hint);
+            }
+        }
+        let key: Cow<'a, [u8]> = match self.string()? {
+            Raw::Bytes(b) => b,
+            Raw::Text(Cow::Borrowed(t)) => Cow::Borrowed(t.as_bytes()),
+            Raw::Text(Cow::Owned(t)) => Cow::Owned(t.into_bytes()),
         };
         let id = match hint {
             h if h != 0 && {
@@ -575,7 +670,14 @@ impl<'a> JsonScan<'a, '_> {
                         let id = u32::try_from(out.json.len()).unwrap_or(u32::MAX);
                         self.keys.insert(&out.json, id);
                         self.key = id;
-                        self.push(out, Loc::ArgName, key, issues);
+                        let raw = match (self.text, &key) {
+                            (Some(_), Cow::Borrowed(b)) => match std::str::from_utf8(b) {
+                                Ok(t) => Raw::Text(Cow::Borrowed(t)),
+                                Err(_) => Raw::Bytes(key),
+                            },
+                            _ => Raw::Bytes(key),
+                        };
+                        self.push(out, Loc::ArgName, raw, issues);
                         id
                     }
                 };
@@ -601,23 +703,24 @@ impl<'a> JsonScan<'a, '_> {
         }
     }
 
-    fn push(
-        &mut self,
-        out: &mut Fields<'a>,
-        loc: Loc,
-        raw: Cow<'a, [u8]>,
-        issues: &mut BodyIssues,
-    ) {
+    fn push(&mut self, out: &mut Fields<'a>, loc: Loc, raw: Raw<'a>, issues: &mut BodyIssues) {
         if out.list.len() - self.out_start >= self.limits.max_args {
             issues.too_many_args = true;
             return;
         }
+        let max = self.limits.max_field_len;
         let raw = match raw {
-            Cow::Borrowed(b) => Cow::Borrowed(cap(b, self.limits.max_field_len)),
-            Cow::Owned(mut v) => {
-                v.truncate(self.limits.max_field_len);
-                Cow::Owned(v)
+            Raw::Bytes(Cow::Borrowed(b)) => Raw::bytes(cap(b, max)),
+            Raw::Text(Cow::Borrowed(t)) => Raw::text_capped(t, max),
+            Raw::Bytes(Cow::Owned(mut v)) => {
+                v.truncate(max);
+                Raw::Bytes(Cow::Owned(v))
             }
+            Raw::Text(Cow::Owned(t)) if t.len() > max => match t.get(..max) {
+                Some(c) => Raw::Text(Cow::Owned(c.to_string())),
+                None => Raw::Bytes(Cow::Owned(t.as_bytes()[..max].to_vec())),
+            },
+            r => r,
         };
         let name = match self.key {
             0 => Name::Static(""),
@@ -633,7 +736,8 @@ impl<'a> JsonScan<'a, '_> {
 
     /// A JSON string at `self.i` (which must be `"`), unescaped; borrowed
     /// from the document when it has no escapes.
-    fn string(&mut self) -> Option<Cow<'a, [u8]>> {
+    #[inline(always)]
+    fn string(&mut self) -> Option<Raw<'a>> {
         if self.peek()? != b'"' {
             return None;
         }
@@ -643,57 +747,105 @@ impl<'a> JsonScan<'a, '_> {
         self.i = start + stop_at(&self.b[start..])?;
         match self.b[self.i] {
             b'"' => {
-                let v = &self.b[start..self.i];
+                let end = self.i;
                 self.i += 1;
-                return Some(Cow::Borrowed(v));
+                // (quotes are ASCII: the text splits there)
+                Some(match self.text.and_then(|t| t.get(start..end)) {
+                    Some(t) => Raw::Text(Cow::Borrowed(t)),
+                    None => Raw::bytes(&self.b[start..end]),
+                })
             }
-            b'\\' => {}
-            _ => return None,
+            b'\\' => self.escaped(start),
+            _ => None,
         }
+    }
+
+    /// The rest of a string with escapes (from `start`, its first byte;
+    /// `self.i` at the first backslash).
+    #[inline(never)]
+    fn escaped(&mut self, start: usize) -> Option<Raw<'a>> {
+        let at = self.i;
+        if let Some(t) = self.text {
+            if let Some(s) = self.escaped_text(start, t) {
+                return Some(Raw::Text(Cow::Owned(s)));
+            }
+            self.i = at;
+        }
+        self.escaped_bytes(start).map(|v| Raw::Bytes(Cow::Owned(v)))
+    }
+
+    /// [`JsonScan::escaped`] into a `String`, copying the document's text
+    /// between escapes (`None` also when that text is not all validated:
+    /// the caller then falls back to bytes).
+    fn escaped_text(&mut self, start: usize, t: &'a str) -> Option<String> {
+        let mut v = String::with_capacity(self.i - start + 32);
+        v.push_str(t.get(start..self.i)?);
+        while self.i < self.b.len() {
+            let c = self.b[self.i];
+            self.i += 1;
+            match c {
+                b'"' => return Some(v),
+                b'\\' => v.push(self.escape()?),
+                c if c < 0x20 => return None,
+                _ => {
+                    let from = self.i - 1;
+                    self.i += stop_at(&self.b[self.i..]).unwrap_or(self.b.len() - self.i);
+                    v.push_str(t.get(from..self.i)?);
+                }
+            }
+        }
+        None
+    }
+
+    /// The character of the escape after a backslash (at `self.i`).
+    fn escape(&mut self) -> Option<char> {
+        let e = *self.b.get(self.i)?;
+        self.i += 1;
+        Some(match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hex = std::str::from_utf8(self.b.get(self.i..self.i + 4)?).ok()?;
+                let mut cp = u32::from_str_radix(hex, 16).ok()?;
+                self.i += 4;
+                if (0xD800..0xDC00).contains(&cp) && self.b[self.i..].starts_with(b"\\u") {
+                    if let Some(lo) = self
+                        .b
+                        .get(self.i + 2..self.i + 6)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    {
+                        if (0xDC00..0xE000).contains(&lo) {
+                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                            self.i += 6;
+                        }
+                    }
+                }
+                char::from_u32(cp).unwrap_or('\u{fffd}')
+            }
+            _ => return None,
+        })
+    }
+
+    /// [`JsonScan::escaped`] into bytes.
+    fn escaped_bytes(&mut self, start: usize) -> Option<Vec<u8>> {
         let mut v = Vec::with_capacity(self.i - start + 32);
         v.extend_from_slice(&self.b[start..self.i]);
         while self.i < self.b.len() {
             let c = self.b[self.i];
             self.i += 1;
             match c {
-                b'"' => return Some(Cow::Owned(v)),
+                b'"' => return Some(v),
                 b'\\' => {
-                    let e = *self.b.get(self.i)?;
-                    self.i += 1;
-                    match e {
-                        b'"' => v.push(b'"'),
-                        b'\\' => v.push(b'\\'),
-                        b'/' => v.push(b'/'),
-                        b'b' => v.push(8),
-                        b'f' => v.push(12),
-                        b'n' => v.push(b'\n'),
-                        b'r' => v.push(b'\r'),
-                        b't' => v.push(b'\t'),
-                        b'u' => {
-                            let hex = std::str::from_utf8(self.b.get(self.i..self.i + 4)?).ok()?;
-                            let mut cp = u32::from_str_radix(hex, 16).ok()?;
-                            self.i += 4;
-                            if (0xD800..0xDC00).contains(&cp)
-                                && self.b[self.i..].starts_with(b"\\u")
-                            {
-                                if let Some(lo) = self
-                                    .b
-                                    .get(self.i + 2..self.i + 6)
-                                    .and_then(|h| std::str::from_utf8(h).ok())
-                                    .and_then(|h| u32::from_str_radix(h, 16).ok())
-                                {
-                                    if (0xDC00..0xE000).contains(&lo) {
-                                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                                        self.i += 6;
-                                    }
-                                }
-                            }
-                            let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
-                            let mut buf = [0u8; 4];
-                            v.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                        }
-                        _ => return None,
-                    }
+                    let ch = self.escape()?;
+                    let mut buf = [0u8; 4];
+                    v.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 }
                 c if c < 0x20 => return None,
                 _ => {
@@ -712,6 +864,7 @@ impl<'a> JsonScan<'a, '_> {
 /// The first byte of `b` that is `"`, `\\` or a control byte, eight bytes
 /// at a time. (In each word the lowest flagged byte is a true hit: the
 /// borrows of the zero-byte test only run towards higher bytes.)
+#[inline(always)]
 fn stop_at(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -759,7 +912,7 @@ pub fn parse_xml<'a>(
         out.push(Field {
             loc: Loc::Body,
             name: Name::Static("body"),
-            raw: Cow::Borrowed(cap(input, limits.max_field_len * 4)),
+            raw: Raw::bytes(cap(input, limits.max_field_len * 4)),
             plus: false,
         });
     }
@@ -784,7 +937,7 @@ fn scan_xml<'a>(
         out.push(Field {
             loc: Loc::ArgValue,
             name,
-            raw: Cow::Borrowed(cap(v, limits.max_field_len)),
+            raw: Raw::bytes(cap(v, limits.max_field_len)),
             plus: false,
         });
     };
@@ -1024,7 +1177,7 @@ pub fn parse_multipart<'a>(
             out.push(Field {
                 loc: Loc::ArgName,
                 name: Name::Owned(fname.clone()),
-                raw: Cow::Owned(raw),
+                raw: Raw::Bytes(Cow::Owned(raw)),
                 plus: false,
             });
         } else {
@@ -1040,20 +1193,20 @@ pub fn parse_multipart<'a>(
                 out.push(Field {
                     loc: Loc::Filename,
                     name: Name::Owned(fname.clone()),
-                    raw: Cow::Owned(raw),
+                    raw: Raw::Bytes(Cow::Owned(raw)),
                     plus: false,
                 });
                 out.push(Field {
                     loc: Loc::FileContent,
                     name: Name::Owned(fname),
-                    raw: Cow::Borrowed(cap(body, limits.max_field_len)),
+                    raw: Raw::bytes(cap(body, limits.max_field_len)),
                     plus: false,
                 });
             }
             None => out.push(Field {
                 loc: Loc::ArgValue,
                 name: Name::Owned(fname),
-                raw: Cow::Borrowed(cap(body, limits.max_field_len)),
+                raw: Raw::bytes(cap(body, limits.max_field_len)),
                 plus: false,
             }),
         }
@@ -1073,7 +1226,7 @@ mod tests {
         let l = Limits::default();
         let mut out = Fields::new();
         let mut issues = BodyIssues::default();
-        parse_urlencoded(b"a=1&b%5B%5D=x+y&flag", &mut out, &l, &mut issues);
+        parse_urlencoded(b"a=1&b%5B%5D=x+y&flag", None, &mut out, &l, &mut issues);
         let names: Vec<_> = out
             .list
             .iter()

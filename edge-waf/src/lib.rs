@@ -45,7 +45,7 @@ pub use rules::Family;
 use access::{AccessRules, AccessVerdict};
 use std::borrow::Cow;
 
-use extract::{BodyIssues, BodyKind, Field, Fields, Loc, Name};
+use extract::{BodyIssues, BodyKind, Field, Fields, Loc, Name, Raw};
 use rules::{Engine, Forms, RuleDef};
 
 /// What the WAF sees of a request.
@@ -86,6 +86,9 @@ pub struct Waf {
     cfg: WafConfig,
     engine: Engine,
     access: AccessRules,
+    /// Skip full normalisation of plain values no rule can match (on by
+    /// default; tests turn it off to check that it changes no decision).
+    fast_path: bool,
 }
 
 /// Rule ids of the protocol checks done in code.
@@ -246,7 +249,16 @@ impl Waf {
             cfg,
             engine,
             access,
+            fast_path: true,
         })
+    }
+
+    /// The same WAF without the plain-value fast path: every field goes
+    /// through full normalisation. For equivalence tests only.
+    #[doc(hidden)]
+    pub fn without_fast_path(mut self) -> Waf {
+        self.fast_path = false;
+        self
     }
 
     pub fn config(&self) -> &WafConfig {
@@ -389,12 +401,12 @@ impl Waf {
         fields.push(Field {
             loc: Loc::Path,
             name: Name::Static("path"),
-            raw: Cow::Borrowed(raw_path.as_bytes()),
+            raw: Raw::bytes(raw_path.as_bytes()),
             plus: false,
         });
         let mut issues = BodyIssues::default();
         if let Some(q) = query {
-            extract::parse_urlencoded(q.as_bytes(), &mut fields, limits, &mut issues);
+            extract::parse_urlencoded(q.as_bytes(), Some(q), &mut fields, limits, &mut issues);
         }
         for (k, v) in req.headers {
             if k.eq_ignore_ascii_case("cookie") {
@@ -414,7 +426,7 @@ impl Waf {
             fields.push(Field {
                 loc,
                 name: Name::Header(k),
-                raw: Cow::Borrowed(&v.as_bytes()[..v.len().min(limits.max_field_len)]),
+                raw: Raw::text_capped(v, limits.max_field_len),
                 plus: false,
             });
         }
@@ -430,7 +442,9 @@ impl Waf {
                 .trim()
                 .to_ascii_lowercase();
             match extract::body_kind(&media) {
-                BodyKind::Form => extract::parse_urlencoded(body, &mut fields, limits, &mut issues),
+                BodyKind::Form => {
+                    extract::parse_urlencoded(body, None, &mut fields, limits, &mut issues)
+                }
                 BodyKind::Json => {
                     extract::parse_json(body, truncated, &mut fields, limits, &mut issues)
                 }
@@ -444,13 +458,13 @@ impl Waf {
                 BodyKind::Xml => extract::parse_xml(body, &mut fields, limits, &mut issues),
                 BodyKind::Other if media.is_empty() => {
                     // No type: servers read it as a form.
-                    extract::parse_urlencoded(body, &mut fields, limits, &mut issues)
+                    extract::parse_urlencoded(body, None, &mut fields, limits, &mut issues)
                 }
                 BodyKind::Other => {
                     fields.push(Field {
                         loc: Loc::Body,
                         name: Name::Static("body"),
-                        raw: Cow::Borrowed(&body[..body.len().min(limits.max_field_len * 4)]),
+                        raw: Raw::bytes(&body[..body.len().min(limits.max_field_len * 4)]),
                         plus: false,
                     });
                 }
@@ -903,6 +917,17 @@ impl Waf {
             path_text,
             rules: rule_scratch,
         } = scratch;
+        // Most values are plain tokens (ids, numbers, words): when no rule
+        // has a keyword or trigger byte in one, nothing else is needed.
+        let raw = &f.raw[..f.raw.len().min(limits.max_field_len)];
+        let info = normalize::byte_info(raw);
+        if self.fast_path && f.loc != Loc::Path {
+            if let Some(present) = normalize::plain(info, f.plus) {
+                if self.engine.untouched(f.loc, raw, present, rule_scratch) {
+                    return;
+                }
+            }
+        }
         let (text, compact, nflags, present): (
             &str,
             &str,
@@ -919,7 +944,9 @@ impl Waf {
             (path_text.as_str(), path_text.as_str(), npath.flags, present)
         } else {
             normalize::normalize_into(
-                &f.raw,
+                raw,
+                f.raw.text(),
+                Some(info),
                 f.plus,
                 limits.max_field_len,
                 limits.max_decode_passes,
@@ -1234,30 +1261,45 @@ fn content_type_well_formed(ct: &str) -> bool {
 /// Parameter names that old PHP applications pass to `include()`.
 fn rfi_param(name: &str) -> bool {
     let n = name.as_bytes();
+    if memchr::memchr(b'[', n).is_some()
+        && n.windows(11)
+            .any(|w| w.eq_ignore_ascii_case(b"_conf[path]"))
+    {
+        return true;
+    }
+    // (every name below ends in `h`, `t` or `r`)
+    if !n
+        .last()
+        .is_some_and(|c| matches!(c.to_ascii_lowercase(), b'h' | b't' | b'r'))
+    {
+        return false;
+    }
     let ends =
         |p: &str| n.len() >= p.len() && n[n.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes());
-    n.windows(11)
-        .any(|w| w.eq_ignore_ascii_case(b"_conf[path]"))
-        || [
-            "mosconfig_absolute_path",
-            "path_to_root",
-            "gallery_basedir",
-            "phpbb_root_path",
-            "appserv_root",
-            "base_dir",
-            "basedir",
-            "absolute_path",
-            "class_path",
-            "include_path",
-            "root_path",
-        ]
-        .iter()
-        .any(|p| ends(p))
+    [
+        "mosconfig_absolute_path",
+        "path_to_root",
+        "gallery_basedir",
+        "phpbb_root_path",
+        "appserv_root",
+        "base_dir",
+        "basedir",
+        "absolute_path",
+        "class_path",
+        "include_path",
+        "root_path",
+    ]
+    .iter()
+    .any(|p| ends(p))
 }
 
 /// A value that is a remote (or wrapper) URL.
 fn url_value(t: &str) -> bool {
-    let t = t.trim_start();
+    let t = if t.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        t
+    } else {
+        t.trim_start()
+    };
     [
         "http", "https", "ftp", "ftps", "php", "data", "expect", "phar",
     ]

@@ -354,7 +354,7 @@ pub struct NormBuf {
 /// lowercasing.
 pub fn normalize(raw: &[u8], plus: bool, max_len: usize, max_passes: usize) -> Normalized {
     let mut buf = NormBuf::default();
-    normalize_into(raw, plus, max_len, max_passes, &mut buf);
+    normalize_into(raw, None, None, plus, max_len, max_passes, &mut buf);
     Normalized {
         text: buf.text,
         compact: buf.compact,
@@ -475,32 +475,71 @@ pub fn has(set: ByteSet, c: u8) -> bool {
     set & byte_bit(c) != 0
 }
 
+/// The [`ByteSet`] of `raw` when it is a plain token that every form
+/// (text, compact, shell) reads as `raw` lowercased and that no field-level
+/// check looks at: no byte that is decoded, folded, compacted or removed by
+/// the shell form, and no space, colon, CR or LF. `None` otherwise.
+pub fn plain(info: u64, plus: bool) -> Option<ByteSet> {
+    let not_plain = CLS_DECODE
+        | CLS_AMP
+        | CLS_HIGH
+        | CLS_COMPACT
+        | if plus { CLS_PLUS } else { 0 }
+        | b"\\'\"^$`[<>:* \r\n\t&%"
+            .iter()
+            .fold(0, |a, &c| a | byte_bit(c))
+        | BYTE_INFO[1];
+    (info & not_plain == 0).then_some(info & !CLS_MASK)
+}
+
+/// The bytes of `raw` and their classes (for [`plain`] and
+/// [`normalize_into`]), eight at a time.
+pub fn byte_info(raw: &[u8]) -> u64 {
+    let mut chunks = raw.chunks_exact(8);
+    let (mut a, mut b) = (0u64, 0u64);
+    for c in &mut chunks {
+        a |= BYTE_INFO[usize::from(c[0])]
+            | BYTE_INFO[usize::from(c[1])]
+            | BYTE_INFO[usize::from(c[2])]
+            | BYTE_INFO[usize::from(c[3])];
+        b |= BYTE_INFO[usize::from(c[4])]
+            | BYTE_INFO[usize::from(c[5])]
+            | BYTE_INFO[usize::from(c[6])]
+            | BYTE_INFO[usize::from(c[7])];
+    }
+    for &c in chunks.remainder() {
+        a |= BYTE_INFO[usize::from(c)];
+    }
+    a | b
+}
+
 /// Normalise `raw` by lowercasing alone when nothing in it would be
 /// decoded or folded (the common case); `false` (and `out` untouched
 /// beyond its buffers) otherwise.
-fn lowercase_only_into(raw: &[u8], plus: bool, out: &mut NormBuf) -> bool {
-    // One table lookup per byte: the byte's bit and its classes.
-    let mut info = 0u64;
-    for &c in raw {
-        info |= BYTE_INFO[usize::from(c)];
-    }
+fn lowercase_only_into(
+    raw: &[u8],
+    text: Option<&str>,
+    info: u64,
+    plus: bool,
+    out: &mut NormBuf,
+) -> bool {
     if info & CLS_DECODE != 0 || (plus && info & CLS_PLUS != 0) {
         return false;
     }
     if info & CLS_AMP != 0 {
-        let mut i = 0;
-        while let Some(p) = raw[i..].iter().position(|&c| c == b'&') {
-            if entity_here(raw, i + p) {
-                return false;
-            }
-            i += p + 1;
+        if memchr::memchr_iter(b'&', raw).any(|i| entity_here(raw, i)) {
+            return false;
         }
     }
     if info & CLS_HIGH != 0 && (0..raw.len()).any(|i| raw[i] >= 0xC2 && folds_at(raw, i)) {
         return false;
     }
-    let Ok(s) = std::str::from_utf8(raw) else {
-        return false;
+    let s = match text {
+        Some(t) => t,
+        None => match std::str::from_utf8(raw) {
+            Ok(s) => s,
+            Err(_) => return false,
+        },
     };
     out.text.push_str(s);
     out.text.make_ascii_lowercase();
@@ -513,9 +552,12 @@ fn lowercase_only_into(raw: &[u8], plus: bool, out: &mut NormBuf) -> bool {
     true
 }
 
-/// [`normalize`] into reusable buffers.
+/// [`normalize`] into reusable buffers. `text` is `raw` as text when the
+/// caller knows it is UTF-8, `info` its [`byte_info`] when already computed.
 pub fn normalize_into(
     raw: &[u8],
+    text: Option<&str>,
+    info: Option<u64>,
     plus: bool,
     max_len: usize,
     max_passes: usize,
@@ -526,7 +568,11 @@ pub fn normalize_into(
     out.text.clear();
     out.compact.clear();
     // The common case: nothing to decode or fold, lowercased in one pass.
-    if lowercase_only_into(raw, plus, out) {
+    // (`text` is `raw` as text when known; a cut `raw` may not match it.)
+    let text = text.filter(|t| t.len() == raw.len());
+    debug_assert!(text.is_none_or(|t| t.as_bytes() == raw));
+    let info = info.unwrap_or_else(|| byte_info(raw));
+    if lowercase_only_into(raw, text, info, plus, out) {
         return;
     }
     let NormBuf { a, b, flags, .. } = out;
@@ -600,11 +646,7 @@ pub fn normalize_into(
 
 /// The [`ByteSet`] of `b`.
 pub fn byte_set(b: &[u8]) -> ByteSet {
-    let mut set = 0u64;
-    for &c in b {
-        set |= BYTE_INFO[usize::from(c)];
-    }
-    set & !CLS_MASK
+    byte_info(b) & !CLS_MASK
 }
 
 /// Whether SQL comment removal / whitespace collapsing changes `t`.

@@ -19,6 +19,40 @@ fn cfg() -> ProptestConfig {
     }
 }
 
+/// One WAF without the plain-value fast path, to compare against [`waf`].
+fn slow_waf() -> &'static Waf {
+    static WAF: std::sync::OnceLock<Waf> = std::sync::OnceLock::new();
+    WAF.get_or_init(|| Waf::new(WafConfig::default()).unwrap().without_fast_path())
+}
+
+/// Values that are mostly plain tokens (what the fast path takes) with
+/// rule keywords and the punctuation that plain values may contain.
+fn plainish() -> impl Strategy<Value = String> {
+    let atoms = prop_oneof![
+        "[a-zA-Z0-9]{1,8}",
+        Just("select".to_string()),
+        Just("UNION".to_string()),
+        Just("or".to_string()),
+        Just("sleep".to_string()),
+        Just("etc/passwd".to_string()),
+        Just("cmd".to_string()),
+        Just("wget".to_string()),
+        Just("system".to_string()),
+        Just("eval".to_string()),
+        Just("php".to_string()),
+        Just("jndi".to_string()),
+        Just("javascript".to_string()),
+        Just("onerror".to_string()),
+        Just("script".to_string()),
+        Just("169.254.169.254".to_string()),
+        Just("localhost".to_string()),
+        Just("file".to_string()),
+        Just("http".to_string()),
+        "[-_.,;/()=!|@#~{}?]",
+    ];
+    prop::collection::vec(atoms, 0..12).prop_map(|v| v.concat())
+}
+
 fn encodedish() -> impl Strategy<Value = Vec<u8>> {
     // Bias towards the characters the decoders care about.
     let atoms = prop_oneof![
@@ -101,5 +135,27 @@ proptest! {
         let headers = vec![("Host".to_string(), "shop.example.com".to_string()), ("Content-Type".to_string(), "application/json".to_string())];
         let d = waf.inspect(&RequestView { method: "POST", uri: "/store/carts", headers: &headers, body: Some(body.as_bytes()), body_len: None, client_ip: None, country: None, asn: None });
         if depth > 40 { prop_assert!(d.is_blocked()); }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_full_inspection(
+        path in plainish(),
+        k1 in plainish(),
+        v1 in plainish(),
+        v2 in plainish(),
+        json in plainish(),
+        ua in plainish(),
+    ) {
+        let uri = format!("/store/{path}?{k1}={v1}&q={v2}");
+        let body = serde_json::json!({ "a": json, "b": [v1, v2] }).to_string();
+        let headers = vec![
+            ("Host".to_string(), "shop.example.com".to_string()),
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("User-Agent".to_string(), ua.clone()),
+            ("Referer".to_string(), format!("https://shop.example.com/{ua}")),
+            ("Cookie".to_string(), format!("{k1}={v2}")),
+        ];
+        let view = RequestView { method: "POST", uri: &uri, headers: &headers, body: Some(body.as_bytes()), body_len: None, client_ip: None, country: None, asn: None };
+        prop_assert_eq!(waf().inspect(&view), slow_waf().inspect(&view));
     }
 }

@@ -16,15 +16,21 @@ pub enum KwDfaError {
 pub struct KwDfa {
     /// Byte -> class (0: a byte in no keyword).
     class: [u8; 256],
-    nclass: usize,
-    /// `trans[state * nclass + class]` = next state * nclass (premultiplied).
+    /// For dividing a state id by the row length (the number of classes).
+    recip: u64,
+    /// `trans[state * classes + class]` = next state * classes.
     trans: Vec<u32>,
-    /// Premultiplied id of the first state with matches.
+    /// Id (premultiplied) of the first state with matches.
     match_base: u32,
-    /// Per match state (in order from `match_base`): its range in `outs`.
-    out_ranges: Vec<(u32, u32)>,
+    /// Per match state, in order from `match_base`.
+    matches: Vec<MatchState>,
     /// Keyword indices, grouped by state.
     outs: Vec<u32>,
+}
+
+struct MatchState {
+    /// Range in `outs`.
+    outs: (u32, u32),
 }
 
 impl KwDfa {
@@ -106,11 +112,12 @@ impl KwDfa {
         let mut order: Vec<usize> = (0..n).filter(|&s| outs[s].is_empty()).collect();
         let first_match = order.len();
         order.extend((0..n).filter(|&s| !outs[s].is_empty()));
+        let stride = nclass;
         let mut new_id = vec![0u32; n];
         for (i, &s) in order.iter().enumerate() {
-            new_id[s] = u32::try_from(i * nclass).unwrap_or(u32::MAX);
+            new_id[s] = u32::try_from(i * stride).unwrap_or(u32::MAX);
         }
-        let mut trans = Vec::with_capacity(n * nclass);
+        let mut trans = Vec::with_capacity(n * stride);
         for &s in &order {
             trans.extend(
                 next[s * nclass..(s + 1) * nclass]
@@ -118,20 +125,24 @@ impl KwDfa {
                     .map(|&t| new_id[t as usize]),
             );
         }
-        let mut out_ranges = Vec::with_capacity(n - first_match);
+        let mut matches = Vec::with_capacity(n - first_match);
         let mut flat = Vec::new();
         for &s in &order[first_match..] {
             let a = u32::try_from(flat.len()).unwrap_or(u32::MAX);
             flat.extend_from_slice(&outs[s]);
             let b = u32::try_from(flat.len()).unwrap_or(u32::MAX);
-            out_ranges.push((a, b));
+            matches.push(MatchState { outs: (a, b) });
         }
+        let recip = (1u64 << 32).div_ceil(stride as u64);
+        debug_assert!((0..n as u64).all(|k| (k * stride as u64 * recip) >> 32 == k));
         Ok(KwDfa {
             class,
-            nclass,
+            // (2^32 / stride, rounded up: `(k * stride * recip) >> 32` is k
+            // for every state k)
+            recip,
             trans,
-            match_base: u32::try_from(first_match * nclass).unwrap_or(u32::MAX),
-            out_ranges,
+            match_base: u32::try_from(first_match * stride).unwrap_or(u32::MAX),
+            matches,
             outs: flat,
         })
     }
@@ -159,9 +170,9 @@ impl KwDfa {
 
     /// The keywords (indices) that end in match state `s`.
     pub fn keywords(&self, s: u32) -> &[u32] {
-        let i = (s - self.match_base) as usize / self.nclass;
-        match self.out_ranges.get(i) {
-            Some(&(a, b)) => &self.outs[a as usize..b as usize],
+        let i = ((u64::from(s - self.match_base) * self.recip) >> 32) as usize;
+        match self.matches.get(i) {
+            Some(m) => &self.outs[m.outs.0 as usize..m.outs.1 as usize],
             None => &[],
         }
     }
@@ -169,7 +180,7 @@ impl KwDfa {
     /// Bytes of the tables (for size checks).
     #[cfg(test)]
     pub fn table_bytes(&self) -> usize {
-        self.trans.len() * 4 + self.outs.len() * 4 + self.out_ranges.len() * 8
+        self.trans.len() * 4 + self.outs.len() * 4 + self.matches.len() * 8
     }
 }
 

@@ -165,6 +165,8 @@ struct CompiledRule {
 #[derive(Clone)]
 struct KwEntry {
     rule: u16,
+    /// The rule's target locations.
+    targets: u16,
     bit: u64,
     /// 0 = anywhere, 1 = at a word start, 2 = a whole word, 3 = no ASCII
     /// letter on either side, 4 = no ASCII letter before, 5 = a command
@@ -193,11 +195,15 @@ pub struct Engine {
     byte_rules: Vec<(ByteSet, u32)>,
     byte_slots: Vec<u64>,
     /// Rules with a clause made only of single-byte slots (they can pass
-    /// their gate without any automaton hit), listed under the bytes of
-    /// the clause's least common slot.
-    byte_triggers: Vec<Vec<u16>>,
+    /// their gate without any automaton hit), listed with that clause's
+    /// slots under the bytes of its least common slot.
+    byte_triggers: Vec<Vec<(u16, Box<[ByteSet]>)>>,
     /// Rules that run on every field they target.
     ungated: Vec<u16>,
+    /// Per `ByteSet` bit: the locations its trigger rules target; and the
+    /// locations ungated rules target.
+    trigger_targets: [u16; 64],
+    ungated_targets: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +285,8 @@ struct Builder {
     index: std::collections::HashMap<String, usize>,
     kws: Vec<Vec<KwEntry>>,
     byte_masks: Vec<Vec<(u64, ByteSet)>>,
+    /// Target locations of the rule being added.
+    targets: u16,
 }
 
 impl Builder {
@@ -312,6 +320,7 @@ impl Builder {
         };
         self.kws[i].push(KwEntry {
             rule,
+            targets: self.targets,
             bit,
             bound,
             exact: exact.map(Box::from),
@@ -340,6 +349,7 @@ impl Engine {
             index: std::collections::HashMap::new(),
             kws: Vec::new(),
             byte_masks: Vec::new(),
+            targets: 0,
         };
         let mut ungated = Vec::new();
         let regex = |def: &RuleDef, re: &str| {
@@ -348,6 +358,7 @@ impl Engine {
         };
         for def in RULES.iter().filter(|d| d.pl <= paranoia && enabled(d)) {
             let idx = u16::try_from(rules.len()).unwrap_or(u16::MAX);
+            b.targets = def.targets;
             let cased = def.form == Form::Cased;
             let mut clauses = Vec::new();
             let m = match &def.pat {
@@ -426,6 +437,9 @@ impl Engine {
             }
             rules.push(CompiledRule { def, m, clauses });
         }
+        for entries in &mut b.kws {
+            entries.sort_by_key(|k| k.bound);
+        }
         let shell_kw: Vec<usize> = (0..b.words.len())
             .filter(|&i| {
                 b.kws[i].iter().any(|k| {
@@ -457,25 +471,29 @@ impl Engine {
             }
         };
         // Indexed by `ByteSet` bit.
-        let mut byte_triggers: Vec<Vec<u16>> = vec![Vec::new(); 64];
+        let mut byte_triggers: Vec<Vec<(u16, Box<[ByteSet]>)>> = vec![Vec::new(); 64];
         for (i, r) in rules.iter().enumerate() {
             let slots = &byte_masks[i];
             let all: u64 = slots.iter().map(|(b, _)| *b).fold(0, |a, b| a | b);
             for &m in r.clauses.iter().filter(|&&m| m & all == m) {
-                let best = slots
+                // The clause's slots, as byte sets (checked in full when
+                // the rarest one's byte is present).
+                let clause: Box<[ByteSet]> = slots
                     .iter()
                     .filter(|(b, _)| m & b != 0)
-                    .min_by_key(|(_, mask)| {
-                        (0..256)
-                            .filter(|&c| byte_bit(c as u8) & mask != 0)
-                            .map(common)
-                            .sum::<u32>()
-                    });
-                if let Some((_, mask)) = best {
+                    .map(|(_, mask)| *mask)
+                    .collect();
+                let best = clause.iter().min_by_key(|&&mask| {
+                    (0..256)
+                        .filter(|&c| byte_bit(c as u8) & mask != 0)
+                        .map(common)
+                        .sum::<u32>()
+                });
+                if let Some(&mask) = best {
+                    let r16 = u16::try_from(i).unwrap_or(u16::MAX);
                     for (n, t) in byte_triggers.iter_mut().enumerate() {
-                        let r16 = u16::try_from(i).unwrap_or(u16::MAX);
-                        if mask & (1 << n) != 0 && !t.contains(&r16) {
-                            t.push(r16);
+                        if mask & (1 << n) != 0 {
+                            t.push((r16, clause.clone()));
                         }
                     }
                 }
@@ -500,7 +518,18 @@ impl Engine {
             }
             byte_rules.push((union, u32::try_from(off).unwrap_or(u32::MAX)));
         }
+        let mut trigger_targets = [0u16; 64];
+        for (n, t) in byte_triggers.iter().enumerate() {
+            trigger_targets[n] = t
+                .iter()
+                .fold(0, |a, (r, _)| a | rules[usize::from(*r)].def.targets);
+        }
+        let ungated_targets = ungated
+            .iter()
+            .fold(0, |a, &r| a | rules[usize::from(r)].def.targets);
         Ok(Engine {
+            trigger_targets,
+            ungated_targets,
             kw_len: b.words.iter().map(String::len).collect(),
             ac,
             ac_shell,
@@ -511,6 +540,44 @@ impl Engine {
             rules,
             ungated,
         })
+    }
+
+    /// Whether no rule could run on a field at `loc` whose every form is
+    /// `hay` (any case) and whose bytes are `present`: no keyword of a rule
+    /// that targets `loc` occurs (within its bounds), no trigger byte and
+    /// no ungated rule. Then [`Engine::scan`] would match nothing.
+    pub fn untouched(&self, loc: Loc, hay: &[u8], present: ByteSet, scratch: &mut Scratch) -> bool {
+        let bit = loc_bit(loc);
+        if self.ungated_targets & bit != 0 {
+            return false;
+        }
+        let mut m = present;
+        while m != 0 {
+            if self.trigger_targets[m.trailing_zeros() as usize] & bit != 0 {
+                return false;
+            }
+            m &= m - 1;
+        }
+        let Some(dfa) = &self.ac else {
+            return true;
+        };
+        let hits = &mut scratch.hits;
+        hits.clear();
+        dfa.find_all(hay, hits);
+        for &(e, st) in hits.iter() {
+            let e = e as usize;
+            for &p in dfa.keywords(st) {
+                let p = p as usize;
+                let s = e - self.kw_len[p];
+                if self.kws[p]
+                    .iter()
+                    .any(|k| k.targets & bit != 0 && bound_ok(k.bound, hay, s, e))
+                {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Run the rules that target `loc` on one field; `skip` filters rules
@@ -578,7 +645,7 @@ impl Engine {
                     let p = map.map_or(p, |m| m[p]);
                     let s = e - self.kw_len[p];
                     for k in &self.kws[p] {
-                        if !bound_ok(k.bound, hb, s, e) {
+                        if k.targets & bit == 0 || !bound_ok(k.bound, hb, s, e) {
                             continue;
                         }
                         if let Some(x) = &k.exact {
@@ -606,8 +673,10 @@ impl Engine {
         while m != 0 {
             let n = m.trailing_zeros() as usize;
             m &= m - 1;
-            for &r in &self.byte_triggers[n] {
-                mark(r, 0, bits, touched);
+            for (r, clause) in &self.byte_triggers[n] {
+                if clause.iter().all(|&c| present & c != 0) {
+                    mark(*r, 0, bits, touched);
+                }
             }
         }
         for &r in &self.ungated {
@@ -659,6 +728,7 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+#[inline(always)]
 fn bound_ok(kind: u8, h: &[u8], s: usize, e: usize) -> bool {
     match kind {
         0 => true,
