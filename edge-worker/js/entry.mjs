@@ -45,6 +45,44 @@ function internalError(request, err) {
   );
 }
 
+// The request flow (see src/wasm.rs): `begin` runs the request phase
+// synchronously and may first ask for the configuration override or the
+// body; a plain forward comes back with its upstream fetch started, which is
+// awaited here and finished synchronously; anything else goes through the
+// asynchronous `proceed`.
+const NEED_CONFIG = 1;
+const NEED_BODY = 2;
+
+async function handle(request, env, ctx) {
+  let loaded = false;
+  let body;
+  for (;;) {
+    const step = rust.begin(request, env, loaded, body);
+    if (step === NEED_CONFIG && !loaded) {
+      await rust.loadConfig(env);
+      loaded = true;
+      continue;
+    }
+    if (step === NEED_BODY && body === undefined) {
+      body = new Uint8Array(await request.arrayBuffer());
+      continue;
+    }
+    if (step instanceof Response) return step;
+    if (!(step instanceof rust.Pending)) throw new Error("unexpected step from the worker: " + String(step));
+    const upstream = step.takeUpstream();
+    if (upstream === undefined) return await rust.proceed(step, request, env, ctx);
+    let result;
+    let ok = true;
+    try {
+      result = await upstream;
+    } catch (e) {
+      result = e;
+      ok = false;
+    }
+    return rust.finishPlain(step, result, ok);
+  }
+}
+
 export default {
   async fetch(request, env, ctx) {
     freshInstanceIfNeeded();
@@ -53,7 +91,7 @@ export default {
     const entry = { reject };
     inflight.add(entry);
     try {
-      return await Promise.race([rust.fetch(request, env, ctx), panicked]);
+      return await Promise.race([handle(request, env, ctx), panicked]);
     } catch (err) {
       if (err instanceof WebAssembly.RuntimeError || (initState() && initState().criticalError)) {
         poisoned = true;

@@ -35,9 +35,9 @@ pub struct UpstreamRequest {
 
 /// Per-request state shared by the layers.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub struct Context {
     /// The configuration in force.
-    pub active: &'a ActiveConfig,
+    pub active: std::rc::Rc<ActiveConfig>,
     /// The request id (also sent as `x-request-id`).
     pub request_id: String,
     /// The route's class, for error rendering; `Page` until routed.
@@ -49,7 +49,7 @@ pub struct Context<'a> {
     /// The Access service token, if the secrets are set.
     pub access_token: Option<AccessToken>,
     /// Version string for the health endpoint.
-    pub version: &'a str,
+    pub version: &'static str,
     /// What the binding read for inspection (body sample, cf fields).
     pub inspection: Inspection,
     /// Structured log lines produced by layers (the binding prints them).
@@ -86,7 +86,7 @@ impl Layer for WafLayer {
     fn name(&self) -> &'static str {
         "waf"
     }
-    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+    fn on_request(&self, cx: &mut Context, req: &RequestHead) -> Flow {
         if !cx.active.config.waf.enabled {
             return Flow::Continue;
         }
@@ -115,7 +115,7 @@ impl Layer for WafLayer {
 /// `/admin/*`, `/app/*` (the configured protected paths) need an allowlisted
 /// address or a Cloudflare Access JWT. Here the token's presence and claims
 /// are checked; its signature is left to the binding (`cx.access_jwt`).
-fn access_jwt_gate(cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+fn access_jwt_gate(cx: &mut Context, req: &RequestHead) -> Flow {
     let waf = &cx.active.waf;
     if !waf.requires_access_jwt(&req.path, req.client_ip) {
         return Flow::Continue;
@@ -177,11 +177,11 @@ pub trait Layer {
     /// Name used in logs.
     fn name(&self) -> &'static str;
     /// Request phase.
-    fn on_request(&self, _cx: &mut Context<'_>, _req: &RequestHead) -> Flow {
+    fn on_request(&self, _cx: &mut Context, _req: &RequestHead) -> Flow {
         Flow::Continue
     }
     /// Response phase (origin responses and the worker's own alike).
-    fn on_response(&self, _cx: &Context<'_>, _req: &RequestHead, _resp: &mut ResponseHead) {}
+    fn on_response(&self, _cx: &Context, _req: &RequestHead, _resp: &mut ResponseHead) {}
 }
 
 /// Sets `x-request-id` on every response.
@@ -191,7 +191,7 @@ impl Layer for RequestIdLayer {
     fn name(&self) -> &'static str {
         "request-id"
     }
-    fn on_response(&self, cx: &Context<'_>, _req: &RequestHead, resp: &mut ResponseHead) {
+    fn on_response(&self, cx: &Context, _req: &RequestHead, resp: &mut ResponseHead) {
         resp.headers.set("x-request-id", cx.request_id.clone());
     }
 }
@@ -216,7 +216,7 @@ impl Layer for HealthLayer {
     fn name(&self) -> &'static str {
         "health"
     }
-    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+    fn on_request(&self, cx: &mut Context, req: &RequestHead) -> Flow {
         if req.path != HEALTH_PATH {
             return Flow::Continue;
         }
@@ -240,7 +240,7 @@ impl Layer for RedirectLayer {
     fn name(&self) -> &'static str {
         "redirect"
     }
-    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+    fn on_request(&self, cx: &mut Context, req: &RequestHead) -> Flow {
         match redirect::evaluate(&cx.active.config.redirects, req) {
             Some(to) => {
                 let mut resp =
@@ -261,7 +261,7 @@ impl Layer for RoutingLayer {
     fn name(&self) -> &'static str {
         "routing"
     }
-    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+    fn on_request(&self, cx: &mut Context, req: &RequestHead) -> Flow {
         let Some(m) = router::match_route(&cx.active.config, &req.host, &req.path) else {
             return Flow::Respond(errors::render(EdgeError::NoRoute, cx.class, &cx.request_id));
         };
@@ -285,7 +285,7 @@ impl Layer for RoutingLayer {
         });
         Flow::Continue
     }
-    fn on_response(&self, _cx: &Context<'_>, _req: &RequestHead, resp: &mut ResponseHead) {
+    fn on_response(&self, _cx: &Context, _req: &RequestHead, resp: &mut ResponseHead) {
         forwarding::sanitize_response(resp);
     }
 }
@@ -297,7 +297,7 @@ impl Layer for HeaderRulesLayer {
     fn name(&self) -> &'static str {
         "header-rules"
     }
-    fn on_request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Flow {
+    fn on_request(&self, cx: &mut Context, req: &RequestHead) -> Flow {
         let rules = &cx.active.config.headers;
         if let Some(up) = cx.upstream.as_mut() {
             for rule in rules.iter().filter(|r| r.phase == Phase::Request) {
@@ -313,7 +313,7 @@ impl Layer for HeaderRulesLayer {
         }
         Flow::Continue
     }
-    fn on_response(&self, cx: &Context<'_>, req: &RequestHead, resp: &mut ResponseHead) {
+    fn on_response(&self, cx: &Context, req: &RequestHead, resp: &mut ResponseHead) {
         for rule in cx
             .active
             .config
@@ -340,7 +340,7 @@ impl Layer for SecurityHeadersLayer {
     fn name(&self) -> &'static str {
         "security-headers"
     }
-    fn on_response(&self, cx: &Context<'_>, _req: &RequestHead, resp: &mut ResponseHead) {
+    fn on_response(&self, cx: &Context, _req: &RequestHead, resp: &mut ResponseHead) {
         forwarding::add_security_headers(&cx.active.config.security_headers, resp);
     }
 }
@@ -394,7 +394,7 @@ impl Pipeline {
 
     /// Runs the request phase. A synthetic answer has already been through the
     /// response phase of every layer.
-    pub fn request(&self, cx: &mut Context<'_>, req: &RequestHead) -> Outcome {
+    pub fn request(&self, cx: &mut Context, req: &RequestHead) -> Outcome {
         for (i, layer) in self.layers.iter().enumerate() {
             if let Flow::Respond(mut resp) = layer.on_request(cx, req) {
                 // Only the layers that saw the request see its response.
@@ -411,14 +411,14 @@ impl Pipeline {
     }
 
     /// Runs the response phase on an upstream's response head.
-    pub fn respond(&self, cx: &Context<'_>, req: &RequestHead, resp: &mut ResponseHead) {
+    pub fn respond(&self, cx: &Context, req: &RequestHead, resp: &mut ResponseHead) {
         for layer in self.layers.iter().rev() {
             layer.on_response(cx, req, resp);
         }
     }
 
     /// An error response for this request, through the response phase.
-    pub fn error(&self, cx: &Context<'_>, req: &RequestHead, err: EdgeError) -> Synthetic {
+    pub fn error(&self, cx: &Context, req: &RequestHead, err: EdgeError) -> Synthetic {
         let mut resp = errors::render(err, cx.class, &cx.request_id);
         self.respond(cx, req, &mut resp.head);
         resp

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{event, Env, Result};
+use worker::{Env, Result};
 
 #[wasm_bindgen]
 extern "C" {
@@ -246,15 +246,16 @@ enum FetchFailure {
     NotConfigured(String),
 }
 
-/// Sends the upstream request, streaming the client's body, not following
-/// redirects, and giving up on the response headers after the timeout.
-async fn fetch_upstream(
+/// Starts the upstream request, streaming the client's body, not following
+/// redirects, and giving up on the response headers after the timeout (see
+/// js/glue.js). The promise settles with the response or a failure string.
+fn start_upstream(
     env: &Env,
     incoming: &web_sys::Request,
     body_read: Option<&js_sys::Uint8Array>,
     method: &str,
     up: &UpstreamRequest,
-) -> std::result::Result<web_sys::Response, FetchFailure> {
+) -> std::result::Result<js_sys::Promise, FetchFailure> {
     let service = up
         .service
         .as_deref()
@@ -285,24 +286,43 @@ async fn fetch_upstream(
         None => stream_value(incoming.body()),
     };
     let service = service.map_or(JsValue::NULL, JsValue::from);
-    let sent = fetch_upstream_js(
+    Ok(fetch_upstream_js(
         &service,
         &url,
         method,
         &up.headers.to_flat(),
         &body,
         up.timeout_ms,
-    );
-    match JsFuture::from(sent).await {
+    ))
+}
+
+/// What the upstream promise settled with.
+fn settled(
+    result: std::result::Result<JsValue, JsValue>,
+    timeout_ms: u32,
+) -> std::result::Result<web_sys::Response, FetchFailure> {
+    match result {
         Ok(v) => v
             .dyn_into::<web_sys::Response>()
             .map_err(|_| FetchFailure::Unreachable("upstream returned no response".into())),
         Err(e) => match e.as_string() {
-            Some(t) if t == "timeout" => Err(FetchFailure::Timeout(up.timeout_ms)),
+            Some(t) if t == "timeout" => Err(FetchFailure::Timeout(timeout_ms)),
             Some(t) => Err(FetchFailure::Unreachable(t)),
             None => Err(FetchFailure::Unreachable("fetch failed".into())),
         },
     }
+}
+
+/// [`start_upstream`] and wait for it.
+async fn fetch_upstream(
+    env: &Env,
+    incoming: &web_sys::Request,
+    body_read: Option<&js_sys::Uint8Array>,
+    method: &str,
+    up: &UpstreamRequest,
+) -> std::result::Result<web_sys::Response, FetchFailure> {
+    let sent = start_upstream(env, incoming, body_read, method, up)?;
+    settled(JsFuture::from(sent).await, up.timeout_ms)
 }
 
 /// Chains a panic hook that tells the JS entry module (`globalThis.__edgePanic`)
@@ -324,21 +344,140 @@ fn install_panic_hook() {
     });
 }
 
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<web_sys::Response> {
+// The request flow, driven by js/entry.mjs:
+//
+// 1. `begin` (synchronous) reads the request, runs the request phase of the
+//    pipeline and answers with a response, or with a `Pending` request.
+//    Before doing anything with side effects it may ask the entry module to
+//    load the configuration override from KV (`loadConfig`) or to read the
+//    body for inspection, then to call it again.
+// 2. A plain forward (no rate limit, Access signature or cache on its way)
+//    has its upstream fetch already started: the entry module awaits it and
+//    hands the result to `finish` (synchronous), which runs the response
+//    phase. Everything else goes through `proceed` (asynchronous).
+//
+// Keeping the common path synchronous on the Rust side spares it the
+// future/promise machinery of an async export, which profiling showed to be
+// a good part of the worker's CPU time per request.
+
+/// `begin` asks for the configuration override to be loaded.
+const NEED_CONFIG: u32 = 1;
+/// `begin` asks for the request body (to inspect it).
+const NEED_BODY: u32 = 2;
+
+/// A request past the request phase, waiting for the upstream (or for the
+/// asynchronous steps before it).
+#[wasm_bindgen]
+pub struct Pending {
+    cx: Context,
+    head: RequestHead,
+    method: String,
+    head_only: bool,
+    /// The body, when it was read for inspection.
+    body: Option<js_sys::Uint8Array>,
+    step: Step,
+}
+
+enum Step {
+    /// The purge endpoint.
+    Purge,
+    /// Forward `up` after the asynchronous steps.
+    Forward(UpstreamRequest),
+    /// The upstream fetch is under way (a plain forward).
+    Started {
+        promise: Option<js_sys::Promise>,
+        timeout_ms: u32,
+    },
+}
+
+#[wasm_bindgen]
+impl Pending {
+    /// The upstream promise of a plain forward, once; `undefined` when the
+    /// request needs `proceed`.
+    #[wasm_bindgen(js_name = takeUpstream)]
+    pub fn take_upstream(&mut self) -> Option<js_sys::Promise> {
+        match &mut self.step {
+            Step::Started { promise, .. } => promise.take(),
+            _ => None,
+        }
+    }
+}
+
+/// The configuration in force when no KV read is needed: the built-in one
+/// when no override namespace is bound, the cached override while fresh.
+fn cached_config(env: &Env, just_loaded: bool) -> Result<Option<Rc<ActiveConfig>>> {
+    let ttl_ms = override_ttl_ms(env);
+    let now = date_now();
+    let cached = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|c| just_loaded || now - c.fetched_at_ms < ttl_ms)
+            .map(|c| c.active.clone())
+    });
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    if !has_override_kv(env) {
+        return builtin().map(Some);
+    }
+    Ok(None)
+}
+
+/// Whether the override namespace is bound (fixed for an isolate's life).
+fn has_override_kv(env: &Env) -> bool {
+    memoized(format!("kv:{OVERRIDE_KV}"), || {
+        env.kv(OVERRIDE_KV).ok().map(|_| "1".to_string())
+    })
+    .is_some()
+}
+
+/// Reads the configuration override (see [`active_config`]); `begin` is then
+/// called again with `loaded` set.
+#[wasm_bindgen(js_name = loadConfig)]
+pub async fn load_config(env: Env) -> std::result::Result<(), JsValue> {
     install_panic_hook();
-    // The raw request: `worker::Request` would read `request.cf` eagerly,
-    // which is costly; it is read below only when a rule needs it.
-    let sys: &web_sys::Request = &req;
+    active_config(&env).await?;
+    Ok(())
+}
+
+/// Step 1 of the flow (see above): a `Response`, a `Pending`, or one of
+/// [`NEED_CONFIG`] and [`NEED_BODY`].
+#[wasm_bindgen]
+pub fn begin(
+    req: web_sys::Request,
+    env: Env,
+    loaded: bool,
+    body: Option<js_sys::Uint8Array>,
+) -> std::result::Result<JsValue, JsValue> {
+    install_panic_hook();
+    let Some(active) = cached_config(&env, loaded)? else {
+        return Ok(JsValue::from(NEED_CONFIG));
+    };
+    let sys = &req;
     let method = sys.method();
     let head_only = method.eq_ignore_ascii_case("HEAD");
     let headers = headers_from_sys(&sys.headers());
-    let pipeline = PIPELINE.with(Rc::clone);
-    let active = active_config(&env).await?;
     let Some(head) = RequestHead::from_url(&method, &sys.url(), headers) else {
         let s = crate::errors::render(EdgeError::BadRequest, RouteClass::Page, &random_uuid());
-        return synthetic_response(&s, head_only);
+        return Ok(synthetic_response(&s, head_only)?.into());
     };
+    // What the WAF inspects besides the head: small bodies are read (and
+    // forwarded from memory); larger ones stream through, checked by their
+    // declared length.
+    let body_len = head
+        .headers
+        .get("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let waf_cfg = &active.config.waf;
+    let purge_path = head.path == PURGE_PATH;
+    if body.is_none()
+        && !purge_path
+        && waf_cfg.enabled
+        && !matches!(method.as_str(), "GET" | "HEAD")
+        && body_len.is_some_and(|n| n > 0 && n <= waf_cfg.limits.max_inspect_bytes as u64)
+    {
+        return Ok(JsValue::from(NEED_BODY));
+    }
     let access_token = match (
         secret(&env, "ACCESS_CLIENT_ID"),
         secret(&env, "ACCESS_CLIENT_SECRET"),
@@ -350,7 +489,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         _ => None,
     };
     let mut cx = Context {
-        active: &active,
+        active: active.clone(),
         request_id: pipeline::request_id(&head, random_uuid),
         class: RouteClass::Page,
         route: None,
@@ -366,27 +505,18 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
             panic!("deliberate panic on {p} (EDGE_DEBUG_PANIC_PATH)");
         }
     }
-    if head.path == PURGE_PATH {
-        return purge(&env, &req, &head, &cx).await;
+    if purge_path {
+        return Ok(Pending {
+            cx,
+            head,
+            method,
+            head_only,
+            body: None,
+            step: Step::Purge,
+        }
+        .into());
     }
-    // What the WAF inspects besides the head: small bodies are read here
-    // (and forwarded from memory); larger ones stream through, checked by
-    // their declared length.
-    let body_len = head
-        .headers
-        .get("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let waf_cfg = &active.config.waf;
-    let mut body_bytes: Option<js_sys::Uint8Array> = None;
-    if waf_cfg.enabled
-        && !matches!(method.as_str(), "GET" | "HEAD")
-        && body_len.is_some_and(|n| n > 0 && n <= waf_cfg.limits.max_inspect_bytes as u64)
-    {
-        let buf = JsFuture::from(sys.array_buffer()?).await?;
-        let bytes = js_sys::Uint8Array::new(&buf);
-        cx.inspection.body = Some(bytes.to_vec());
-        body_bytes = Some(bytes);
-    }
+    cx.inspection.body = body.as_ref().map(|b| b.to_vec());
     cx.inspection.body_len = body_len;
     cx.inspection.now_unix = (date_now() / 1000.0) as i64;
     cx.inspection.access_app = access_app(&env);
@@ -400,16 +530,127 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         cx.inspection.country = country;
         cx.inspection.asn = asn;
     }
+    let pipeline = PIPELINE.with(Rc::clone);
     let outcome = pipeline.request(&mut cx, &head);
     for line in cx.logs.drain(..) {
         worker::console_log!("{line}");
     }
     let up = match outcome {
-        Outcome::Respond(s) => return synthetic_response(&s, head_only),
+        Outcome::Respond(s) => return Ok(synthetic_response(&s, head_only)?.into()),
         Outcome::Forward(up) => up,
     };
+    // A plain forward starts its fetch now.
+    let plain = cx.access_jwt.is_none()
+        && crate::ratelimit::applicable(&active.config.rate_limits, &head).is_none()
+        && !cacheable(&active, &head, &up);
+    let step = if plain {
+        match start_upstream(&env, sys, body.as_ref(), &method, &up) {
+            Ok(promise) => Step::Started {
+                promise: Some(promise),
+                timeout_ms: up.timeout_ms,
+            },
+            Err(failure) => {
+                return Ok(finish(
+                    &pipeline,
+                    &cx,
+                    &head,
+                    Err(failure),
+                    "BYPASS",
+                    None,
+                    head_only,
+                )?
+                .into())
+            }
+        }
+    } else {
+        Step::Forward(up)
+    };
+    Ok(Pending {
+        cx,
+        head,
+        method,
+        head_only,
+        body,
+        step,
+    }
+    .into())
+}
+
+/// Whether the cache layer applies to this forward.
+fn cacheable(active: &ActiveConfig, head: &RequestHead, up: &UpstreamRequest) -> bool {
+    !up.websocket
+        && matches!(
+            cache::lookup(&active.config.cache, head, &up.upstream, 0),
+            Lookup::Cache { .. }
+        )
+}
+
+/// Step 2 of a plain forward: the response phase on what the upstream
+/// promise settled with (`ok` false: it rejected with `result`).
+#[wasm_bindgen(js_name = finishPlain)]
+pub fn finish_plain(
+    pending: Pending,
+    result: JsValue,
+    ok: bool,
+) -> std::result::Result<web_sys::Response, JsValue> {
+    let Pending {
+        cx,
+        head,
+        head_only,
+        step,
+        ..
+    } = pending;
+    let timeout_ms = match step {
+        Step::Started { timeout_ms, .. } => timeout_ms,
+        _ => 0,
+    };
+    let origin = settled(if ok { Ok(result) } else { Err(result) }, timeout_ms);
+    let pipeline = PIPELINE.with(Rc::clone);
+    Ok(finish(
+        &pipeline, &cx, &head, origin, "BYPASS", None, head_only,
+    )?)
+}
+
+/// Step 2 of every other request: purge, rate limit, the Access signature,
+/// the cache, then the upstream.
+#[wasm_bindgen]
+pub async fn proceed(
+    pending: Pending,
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+) -> std::result::Result<web_sys::Response, JsValue> {
+    let ctx = worker::Context::new(ctx);
+    Ok(proceed_inner(pending, &req, &env, &ctx).await?)
+}
+
+async fn proceed_inner(
+    pending: Pending,
+    sys: &web_sys::Request,
+    env: &Env,
+    ctx: &worker::Context,
+) -> Result<web_sys::Response> {
+    let Pending {
+        mut cx,
+        head,
+        method,
+        head_only,
+        body: body_bytes,
+        step,
+    } = pending;
+    let up = match step {
+        Step::Purge => return purge(env, sys, &head, &cx).await,
+        Step::Forward(up) => up,
+        Step::Started { .. } => {
+            return Err(worker::Error::RustError(
+                "internal: a started forward was handed to proceed".into(),
+            ))
+        }
+    };
+    let pipeline = PIPELINE.with(Rc::clone);
+    let active = cx.active.clone();
     if let Some(limit) = crate::ratelimit::applicable(&active.config.rate_limits, &head) {
-        if !within_rate_limit(&env, &limit).await {
+        if !within_rate_limit(env, &limit).await {
             worker::console_log!("{}", crate::ratelimit::log_line(&cx.request_id, limit.rule));
             let mut s = crate::errors::render_rate_limited(
                 cx.class,
@@ -432,20 +673,16 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         }
     }
     // Purge generations are read only for cacheable requests.
-    let cacheable = !up.websocket
-        && matches!(
-            cache::lookup(&active.config.cache, &head, &up.upstream, 0),
-            Lookup::Cache { .. }
-        );
+    let cacheable = cacheable(&active, &head, &up);
     let generation = if cacheable {
-        cache::generation_for(&generations(&env).await, &head.path)
+        cache::generation_for(&generations(env).await, &head.path)
     } else {
         0
     };
     let (key, rule) = match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
         Lookup::Cache { key, rule } if cacheable => (key, rule.clone()),
         _ => {
-            let origin = fetch_upstream(&env, sys, body_bytes.as_ref(), &method, &up).await;
+            let origin = fetch_upstream(env, sys, body_bytes.as_ref(), &method, &up).await;
             return finish(&pipeline, &cx, &head, origin, "BYPASS", None, head_only);
         }
     };
@@ -582,7 +819,7 @@ async fn purge(
     env: &Env,
     req: &web_sys::Request,
     head: &RequestHead,
-    cx: &Context<'_>,
+    cx: &Context,
 ) -> Result<web_sys::Response> {
     let rid = cx.request_id.as_str();
     if head.method != "POST" {
@@ -787,7 +1024,7 @@ async fn refresh(
 #[allow(clippy::too_many_arguments)]
 fn serve_stored(
     pipeline: &Pipeline,
-    cx: &Context<'_>,
+    cx: &Context,
     head: &RequestHead,
     stored: &web_sys::Response,
     stored_headers: &Headers,
@@ -824,7 +1061,7 @@ fn serve_stored(
 #[allow(clippy::too_many_arguments)]
 fn revalidated_or_miss(
     pipeline: &Pipeline,
-    cx: &Context<'_>,
+    cx: &Context,
     head: &RequestHead,
     origin: std::result::Result<web_sys::Response, FetchFailure>,
     stored: &web_sys::Response,
@@ -877,7 +1114,7 @@ fn revalidated_or_miss(
 /// Turns the origin's answer (or failure) into the client's response.
 fn finish(
     pipeline: &Pipeline,
-    cx: &Context<'_>,
+    cx: &Context,
     head: &RequestHead,
     origin: std::result::Result<web_sys::Response, FetchFailure>,
     state: &str,
@@ -1072,7 +1309,7 @@ async fn access_keys(
 /// Verifies the signature of a token whose claims already passed.
 async fn verify_access_jwt(
     active: &ActiveConfig,
-    cx: &Context<'_>,
+    cx: &Context,
     jwt: edge_waf::access_jwt::UnverifiedJwt,
 ) -> std::result::Result<(), String> {
     let app = active

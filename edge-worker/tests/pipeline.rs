@@ -21,9 +21,9 @@ fn req(method: &str, url: &str, headers: &[(&str, &str)]) -> RequestHead {
     .expect("valid url")
 }
 
-fn cx<'a>(active: &'a ActiveConfig, token: Option<AccessToken>) -> Context<'a> {
+fn cx(active: &ActiveConfig, token: Option<AccessToken>) -> Context {
     Context {
-        active,
+        active: std::rc::Rc::new(active.clone()),
         request_id: "rid-1".into(),
         class: RouteClass::Page,
         route: None,
