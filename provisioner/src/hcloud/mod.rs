@@ -415,6 +415,13 @@ impl Client {
         self.request(Method::POST, path, &[], Some(body)).await
     }
 
+    /// POSTs a resource action (`/<kind>/<id>/actions/<name>`) and returns
+    /// the actions to wait for.
+    async fn post_action(&self, path: &str, body: &Value) -> Result<Vec<Action>, HcloudError> {
+        let v = self.post(path, body).await?;
+        actions_of(path, &v)
+    }
+
     /// Creates a server; returns it and the actions to wait for.
     pub async fn create_server(
         &self,
@@ -452,11 +459,7 @@ impl Client {
     ) -> Result<(Firewall, Vec<Action>), HcloudError> {
         let v = self.post("/firewalls", req).await?;
         let fw = decode("/firewalls", v.get("firewall").cloned().unwrap_or_default())?;
-        let actions = decode(
-            "/firewalls",
-            v.get("actions").cloned().unwrap_or(Value::Array(vec![])),
-        )?;
-        Ok((fw, actions))
+        Ok((fw, actions_of("/firewalls", &v)?))
     }
     pub async fn set_firewall_rules(
         &self,
@@ -464,13 +467,8 @@ impl Client {
         rules: &[FirewallRule],
     ) -> Result<Vec<Action>, HcloudError> {
         let path = format!("/firewalls/{id}/actions/set_rules");
-        let v = self
-            .post(&path, &serde_json::json!({ "rules": rules }))
-            .await?;
-        decode(
-            &path,
-            v.get("actions").cloned().unwrap_or(Value::Array(vec![])),
-        )
+        self.post_action(&path, &serde_json::json!({ "rules": rules }))
+            .await
     }
     pub async fn remove_firewall_from(
         &self,
@@ -478,13 +476,8 @@ impl Client {
         resources: &[FirewallResource],
     ) -> Result<Vec<Action>, HcloudError> {
         let path = format!("/firewalls/{id}/actions/remove_from_resources");
-        let v = self
-            .post(&path, &serde_json::json!({ "remove_from": resources }))
-            .await?;
-        decode(
-            &path,
-            v.get("actions").cloned().unwrap_or(Value::Array(vec![])),
-        )
+        self.post_action(&path, &serde_json::json!({ "remove_from": resources }))
+            .await
     }
     pub async fn apply_firewall_to(
         &self,
@@ -492,13 +485,8 @@ impl Client {
         resources: &[FirewallResource],
     ) -> Result<Vec<Action>, HcloudError> {
         let path = format!("/firewalls/{id}/actions/apply_to_resources");
-        let v = self
-            .post(&path, &serde_json::json!({ "apply_to": resources }))
-            .await?;
-        decode(
-            &path,
-            v.get("actions").cloned().unwrap_or(Value::Array(vec![])),
-        )
+        self.post_action(&path, &serde_json::json!({ "apply_to": resources }))
+            .await
     }
     /// Finds a resource by its exact name (`kind` is the collection, e.g. `servers`);
     /// returns its id and labels.
@@ -653,4 +641,12 @@ pub fn selector(labels: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The `actions` of a response (none when absent).
+fn actions_of(path: &str, v: &Value) -> Result<Vec<Action>, HcloudError> {
+    decode(
+        path,
+        v.get("actions").cloned().unwrap_or(Value::Array(vec![])),
+    )
 }
