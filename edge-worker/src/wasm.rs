@@ -690,18 +690,21 @@ async fn proceed_inner(
     let now = (date_now() / 1000.0) as u64;
     if let Some(sys_stored) = stored {
         let stored_headers = headers_from_sys(&sys_stored.headers());
+        let serve = |state: &str| {
+            serve_stored(
+                &pipeline,
+                &cx,
+                &head,
+                &sys_stored,
+                &stored_headers,
+                now,
+                state,
+                head_only,
+            )
+        };
         match cache::freshness(&rule, &stored_headers, now) {
             Freshness::Fresh => {
-                return serve_stored(
-                    &pipeline,
-                    &cx,
-                    &head,
-                    &sys_stored,
-                    &stored_headers,
-                    now,
-                    "HIT",
-                    head_only,
-                );
+                return serve("HIT");
             }
             Freshness::StaleWhileRevalidate => {
                 let env2 = env.clone();
@@ -712,35 +715,16 @@ async fn proceed_inner(
                 ctx.wait_until(async move {
                     refresh(&env2, &up2, &cfg, &rule2, &key2).await;
                 });
-                return serve_stored(
-                    &pipeline,
-                    &cx,
-                    &head,
-                    &sys_stored,
-                    &stored_headers,
-                    now,
-                    "STALE",
-                    head_only,
-                );
+                return serve("STALE");
             }
             freshness @ (Freshness::StaleIfError | Freshness::Expired) => {
                 // Ask the origin, conditionally on the stored validators; within
                 // the stale-if-error window a failure serves the stored copy.
                 let origin =
-                    fetch_upstream(&env, sys, None, "GET", &conditional(&up, &stored_headers))
-                        .await;
+                    fetch_upstream(env, sys, None, "GET", &conditional(&up, &stored_headers)).await;
                 let failed = origin.as_ref().map_or(true, |r| r.status() >= 500);
                 if failed && freshness == Freshness::StaleIfError {
-                    return serve_stored(
-                        &pipeline,
-                        &cx,
-                        &head,
-                        &sys_stored,
-                        &stored_headers,
-                        now,
-                        "STALE",
-                        head_only,
-                    );
+                    return serve("STALE");
                 }
                 return revalidated_or_miss(
                     &pipeline,
@@ -752,19 +736,19 @@ async fn proceed_inner(
                     &active,
                     &rule,
                     &key,
-                    &ctx,
+                    ctx,
                     now,
                     head_only,
                 );
             }
         }
     }
-    let origin = fetch_upstream(&env, sys, None, "GET", &up).await;
+    let origin = fetch_upstream(env, sys, None, "GET", &up).await;
     let plan = Some(StorePlan {
         cfg: &active.config.cache,
         rule: &rule,
         key: &key,
-        ctx: &ctx,
+        ctx,
         now,
     });
     finish(&pipeline, &cx, &head, origin, "MISS", plan, head_only)
