@@ -925,7 +925,14 @@ fn scan_xml<'a>(
     issues: &mut BodyIssues,
 ) -> bool {
     let mut elem: &[u8] = b"";
-    let push = |out: &mut Fields<'a>, name: Name<'a>, v: &'a [u8], issues: &mut BodyIssues| {
+    // Character data and attribute values reach the application with
+    // their entity and character references replaced (`&lt;` is `<`), so
+    // they are inspected that way; CDATA sections are taken as they are.
+    let push_as = |out: &mut Fields<'a>,
+                   name: Name<'a>,
+                   v: &'a [u8],
+                   references: bool,
+                   issues: &mut BodyIssues| {
         let v = trim_ascii(v);
         if v.is_empty() {
             return;
@@ -934,12 +941,25 @@ fn scan_xml<'a>(
             issues.too_many_args = true;
             return;
         }
+        let v = cap(v, limits.max_field_len);
+        let mut decoded = Vec::new();
+        let raw = if references
+            && v.contains(&b'&')
+            && crate::normalize::entity_decode_into(v, &mut decoded)
+        {
+            Raw::Bytes(Cow::Owned(decoded))
+        } else {
+            Raw::bytes(v)
+        };
         out.push(Field {
             loc: Loc::ArgValue,
             name,
-            raw: Raw::bytes(cap(v, limits.max_field_len)),
+            raw,
             plus: false,
         });
+    };
+    let push = |out: &mut Fields<'a>, name: Name<'a>, v: &'a [u8], issues: &mut BodyIssues| {
+        push_as(out, name, v, true, issues)
     };
     let mut i = 0;
     let mut saw_element = false;
@@ -959,7 +979,7 @@ fn scan_xml<'a>(
             let Some(e) = find(b, b"]]>", lt + 9) else {
                 return false;
             };
-            push(out, Name::Raw(elem), &b[lt + 9..e], issues);
+            push_as(out, Name::Raw(elem), &b[lt + 9..e], false, issues);
             i = e + 3;
         } else if rest.starts_with(b"<?") {
             let Some(e) = find(b, b"?>", lt + 2) else {
@@ -973,7 +993,7 @@ fn scan_xml<'a>(
             let lower_starts =
                 |p: &[u8]| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
             if !(lower_starts(b"xml") || target.eq_ignore_ascii_case(b"xpacket")) {
-                push(out, Name::Static("xml:pi"), &b[lt..e + 2], issues);
+                push_as(out, Name::Static("xml:pi"), &b[lt..e + 2], false, issues);
             }
             i = e + 2;
         } else if rest.starts_with(b"<!") {
@@ -1001,7 +1021,7 @@ fn scan_xml<'a>(
             if j >= b.len() {
                 return false;
             }
-            push(out, Name::Static("xml:doctype"), &b[lt..=j], issues);
+            push_as(out, Name::Static("xml:doctype"), &b[lt..=j], false, issues);
             i = j + 1;
         } else if rest.starts_with(b"</") {
             let Some(e) = b[lt..].iter().position(|&c| c == b'>') else {
@@ -1305,6 +1325,24 @@ mod tests {
         parse_xml(b"not <xml", &mut out, &l, &mut issues);
         assert_eq!(out.len(), 1);
         assert_eq!(out.list[0].loc, Loc::Body);
+    }
+
+    #[test]
+    fn xml_character_data_and_attributes_have_references_replaced() {
+        let l = Limits::default();
+        let mut out = Fields::new();
+        let mut issues = BodyIssues::default();
+        parse_xml(
+            b"<a t=\"&lt;?php &#x20;\">x &amp; y<![CDATA[&lt;kept]]></a><?pi &lt;kept?>",
+            &mut out,
+            &l,
+            &mut issues,
+        );
+        let vals: Vec<&[u8]> = out.list.iter().map(|f| &*f.raw).collect();
+        assert_eq!(
+            vals,
+            vec![&b"<?php  "[..], b"x & y", b"&lt;kept", b"<?pi &lt;kept?>"]
+        );
     }
 
     #[test]

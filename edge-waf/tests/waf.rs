@@ -435,3 +435,112 @@ fn log_line_is_one_json_line_without_values() {
         .as_u64()
         .is_some_and(|id| (941000..942000).contains(&id))));
 }
+
+fn matched(d: &edge_waf::Decision, id: u32) -> bool {
+    d.matches.iter().any(|m| m.id == id)
+}
+
+fn with_cookie(waf: &Waf, uri: &str, cookie: &str) -> edge_waf::Decision {
+    let headers = h(&[("User-Agent", "Mozilla/5.0"), ("Cookie", cookie)]);
+    waf.inspect(&RequestView {
+        method: "GET",
+        uri,
+        headers: &headers,
+        body: None,
+        body_len: None,
+        client_ip: None,
+        country: None,
+        asn: None,
+    })
+}
+
+#[test]
+fn php_open_tag_is_looked_for_as_php_reads_the_value() {
+    let waf = Waf::new(WafConfig::default()).unwrap();
+    // `<?php` with nothing after it opens no code; an HTML entity is
+    // escaped text to PHP, which does not decode entities.
+    for uri in [
+        "/get?%3C%3Fphp=value",
+        "/get?foo=%26lt%3B%3F%20should%20not%20trigger",
+        "/blog/comment?text=use%20%26lt%3B%3Fphp%20and%20%3F%26gt%3B%20tags",
+    ] {
+        let d = get(&waf, uri);
+        assert_eq!(d.action, Action::Allow, "{uri}: {d:?}");
+    }
+    let d = with_cookie(&waf, "/get", "session=<?php");
+    assert_eq!(d.action, Action::Allow, "{d:?}");
+    let d = post(
+        &waf,
+        "/api",
+        "application/json",
+        br#"{"snippet":"&lt;?php echo 1; ?&gt;"}"#,
+    );
+    assert!(!matched(&d, 933100), "{d:?}");
+    // Real open tags, also double-encoded, in a cookie, and in XML, whose
+    // parser does replace `&lt;`.
+    for uri in [
+        "/get?foo=%3C%3Fphp%20echo%20%22test%22",
+        "/get?foo=%3C%3F%3D%20%22test%22",
+        "/get?foo=test%3C%3F",
+        "/get?foo=%253C%253Fphp%2520echo%25201",
+        "/get?foo=%5Bphp%5Decho%20%22test%22",
+    ] {
+        let d = get(&waf, uri);
+        assert!(matched(&d, 933100), "{uri}: {d:?}");
+        assert_eq!(d.action, Action::Block { status: 403 }, "{uri}: {d:?}");
+    }
+    let d = with_cookie(&waf, "/profile", "session=<?php phpinfo(); ?>");
+    assert!(matched(&d, 933100), "{d:?}");
+    assert_eq!(d.action, Action::Block { status: 403 }, "{d:?}");
+    let d = post(
+        &waf,
+        "/api",
+        "application/xml",
+        br#"<root><a probe="&lt;?php echo 1; ?&gt;"/></root>"#,
+    );
+    assert!(matched(&d, 933100), "{d:?}");
+    assert_eq!(d.action, Action::Block { status: 403 }, "{d:?}");
+}
+
+#[test]
+fn dom_sink_names_in_a_path_need_a_way_out_of_their_context() {
+    let waf = Waf::new(WafConfig::default()).unwrap();
+    // A documentation page named after a DOM property.
+    for uri in [
+        "/get/javascript-manual/document.cookie",
+        "/docs/dom/window.location",
+    ] {
+        let d = get(&waf, uri);
+        assert_eq!(d.action, Action::Allow, "{uri}: {d:?}");
+    }
+    for uri in [
+        "/p/x%22%3Bdocument.cookie",
+        "/p/%27%3Bwindow.location",
+        "/p/%3Csvg%20onload=alert(1)%3E",
+    ] {
+        let d = get(&waf, uri);
+        assert!(matched(&d, 941151), "{uri}: {d:?}");
+        assert_eq!(d.action, Action::Block { status: 403 }, "{uri}: {d:?}");
+    }
+    // In arguments the bare property still counts.
+    let d = get(&waf, "/search?q=document.cookie");
+    assert!(matched(&d, 941150), "{d:?}");
+    assert_eq!(d.action, Action::Block { status: 403 }, "{d:?}");
+}
+
+#[test]
+fn sql_tautology_needs_an_operand_before_the_comparison() {
+    let waf = Waf::new(WafConfig::default()).unwrap();
+    let d = get(&waf, "/get?var=%22%27%20and%20%3d%20bar");
+    assert!(!matched(&d, 942110), "{d:?}");
+    assert_eq!(d.action, Action::Allow, "{d:?}");
+    for uri in [
+        "/get?var=%27%20or%20%27a%27%3D%27a",
+        "/get?id=1%20and%201%3D1",
+        "/get?var=%27%20or%20%28%29%3D%28%29",
+    ] {
+        let d = get(&waf, uri);
+        assert!(matched(&d, 942110), "{uri}: {d:?}");
+        assert_eq!(d.action, Action::Block { status: 403 }, "{uri}: {d:?}");
+    }
+}

@@ -21,6 +21,8 @@ pub static RULES: &[RuleDef] = &[
         pat: Re(r"\bunion(?: all| distinct)?[ (]*select\b", &["union"]),
     },
     RuleDef {
+        // The operand before the comparison is not empty: `' and = x` is
+        // no expression, let alone a tautology.
         id: 942110,
         family: Sqli,
         pl: 1,
@@ -29,7 +31,7 @@ pub static RULES: &[RuleDef] = &[
         form: Compact,
         desc: "boolean tautology after quote or number",
         pat: ReAll(
-            r#"(?:^|['"`)\d])\s*(?:(?:or|and|xor|div)\b|\|\||&&)\s*(?:not\s*)?[('"`]*\s*[\w@'"`.-]*\s*[)'"`]*\s*(?:=|<=>|!=|<>|<|>|\blike\b|\brlike\b|\bregexp\b|\bsounds like\b|\bis\s+(?:not\s+)?null\b|\bin\s*\(|\bbetween\b)\s*[\w'"`@(-]"#,
+            r#"(?:^|['"`)\d])\s*(?:(?:or|and|xor|div)\b|\|\||&&)\s*(?:not\s*)?(?:[('"`]+\s*[\w@'"`.-]*|[\w@'"`.-]+)\s*[)'"`]*\s*(?:=|<=>|!=|<>|<|>|\blike\b|\brlike\b|\bregexp\b|\bsounds like\b|\bis\s+(?:not\s+)?null\b|\bin\s*\(|\bbetween\b)\s*[\w'"`@(-]"#,
             &[&[
                 &["or", "and", "xor", "div", "||", "&&"],
                 &[
@@ -892,40 +894,29 @@ pub static RULES: &[RuleDef] = &[
         family: Xss,
         pl: 1,
         score: CRITICAL,
-        targets: ALL & !FILE,
+        targets: ALL & !(FILE | PATH),
         form: Text,
         desc: "DOM sinks and JS execution",
-        pat: Re(
-            r"(?:\bdocument\s*\.\s*(?:cookie|write|writeln|domain|location|body|createelement|forms|getelementby\w+|queryselector(?:all)?)|\b(?:document|window|self|top|parent|this)\s*\)?\s*\[\s*['\x22`]|(?:\[[^\]]*\]|\breflect)\s*\.\s*(?:map|sort|apply|filter|foreach|reduce)\s*\.\s*call\s*`|\b(?:btoa|fetch)\s*\(|\bwindow\s*\.\s*(?:location|open|name|eval|execscript)|\.\s*(?:innerhtml|outerhtml|insertadjacenthtml)\b|\bstring\s*\.\s*fromcharcode\b|\bfromcharcode\s*\(|\b(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|atob|import)\s*(?:\(|`)|\bnew\s+function\s*\(|\bconstructor\s*\(\s*['\x22`]|\blocation\s*(?:\.\s*href)?\s*=|\btop\s*\[|\bself\s*\[|\b(?:top|self|parent|frames)\s*\.\s*\w+\s*\(|\bthis\s*\.\s*src\b)",
-            &[
-                "document",
-                "reflect",
-                "btoa",
-                "fetch",
-                "call",
-                "window",
-                "innerhtml",
-                "outerhtml",
-                "adjacenthtml",
-                "fromcharcode",
-                "alert",
-                "prompt",
-                "confirm",
-                "eval",
-                "settimeout",
-                "setinterval",
-                "execscript",
-                "atob",
-                "import",
-                "function",
-                "constructor",
-                "location",
-                "top",
-                "self",
-                "parent",
-                "frames",
-                "this",
-            ],
+        pat: Re(DOM_SINKS, DOM_SINK_WORDS),
+    },
+    RuleDef {
+        // 941150 in the path. A path segment is a file name: one with none
+        // of the bytes that could leave an HTML attribute or a script
+        // string (`/docs/javascript/document.cookie`) runs nothing, so the
+        // gate also requires one of them (the regex runs only then).
+        id: 941151,
+        family: Xss,
+        pl: 1,
+        score: CRITICAL,
+        targets: PATH,
+        form: Text,
+        desc: "DOM sinks and JS execution in the path",
+        pat: ReAll(
+            DOM_SINKS,
+            &[&[
+                DOM_SINK_WORDS,
+                &["'", "\"", "`", "<", ">", ";", "(", "=", "["],
+            ]],
         ),
     },
     RuleDef {
@@ -1697,12 +1688,9 @@ pub static RULES: &[RuleDef] = &[
         pl: 1,
         score: CRITICAL,
         targets: ARGS | HDR | FILE | FDATA,
-        form: Text,
+        form: Cased,
         desc: "PHP open tag",
-        pat: Re(
-            r"<\?(?:php\b|=|\s|$|xml(?:\s+[^a-z\s]|:))|\[\?php|\[[/\\]?php\]|\{/?php\}",
-            &["<?", "[?php", "php]", "php}"],
-        ),
+        pat: Func(funcs::php_open_tag, &["<?", "[?php", "php]", "php}"]),
     },
     RuleDef {
         id: 933110,
@@ -2496,4 +2484,36 @@ pub static RULES: &[RuleDef] = &[
             ".nasl",
         ]),
     },
+];
+
+/// DOM sinks and script execution (941150, 941151).
+const DOM_SINKS: &str = r"(?:\bdocument\s*\.\s*(?:cookie|write|writeln|domain|location|body|createelement|forms|getelementby\w+|queryselector(?:all)?)|\b(?:document|window|self|top|parent|this)\s*\)?\s*\[\s*['\x22`]|(?:\[[^\]]*\]|\breflect)\s*\.\s*(?:map|sort|apply|filter|foreach|reduce)\s*\.\s*call\s*`|\b(?:btoa|fetch)\s*\(|\bwindow\s*\.\s*(?:location|open|name|eval|execscript)|\.\s*(?:innerhtml|outerhtml|insertadjacenthtml)\b|\bstring\s*\.\s*fromcharcode\b|\bfromcharcode\s*\(|\b(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|atob|import)\s*(?:\(|`)|\bnew\s+function\s*\(|\bconstructor\s*\(\s*['\x22`]|\blocation\s*(?:\.\s*href)?\s*=|\btop\s*\[|\bself\s*\[|\b(?:top|self|parent|frames)\s*\.\s*\w+\s*\(|\bthis\s*\.\s*src\b)";
+const DOM_SINK_WORDS: &[&str] = &[
+    "document",
+    "reflect",
+    "btoa",
+    "fetch",
+    "call",
+    "window",
+    "innerhtml",
+    "outerhtml",
+    "adjacenthtml",
+    "fromcharcode",
+    "alert",
+    "prompt",
+    "confirm",
+    "eval",
+    "settimeout",
+    "setinterval",
+    "execscript",
+    "atob",
+    "import",
+    "function",
+    "constructor",
+    "location",
+    "top",
+    "self",
+    "parent",
+    "frames",
+    "this",
 ];

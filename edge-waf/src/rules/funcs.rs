@@ -1680,6 +1680,56 @@ pub fn unix_command_line(f: &super::Forms<'_>) -> bool {
         && command_at(f.shell, sets())
 }
 
+/// A PHP open tag (`<?php` and whitespace, `<?=`, `<?` and whitespace or
+/// the end, the `<?xml :` polyglot) or a `[php]`/`{php}` template tag, in
+/// the value as PHP would read it: `cased` is the value URL-decoded once;
+/// it is decoded up to twice more (like the normaliser), but HTML entities
+/// are left alone, because PHP does not decode them (`&lt;?php` in a form
+/// field is escaped text; XML values arrive here with their entities
+/// already decoded, as an XML parser hands them over).
+pub fn php_open_tag(cased: &str) -> bool {
+    let mut v = std::borrow::Cow::Borrowed(cased.as_bytes());
+    for _ in 0..2 {
+        if !v.contains(&b'%') {
+            break;
+        }
+        let mut flags = crate::normalize::DecodeFlags::default();
+        let (d, changed) = crate::normalize::percent_decode_pass(&v, false, &mut flags);
+        if !changed {
+            break;
+        }
+        v = std::borrow::Cow::Owned(d);
+    }
+    let b: &[u8] = &v;
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let at = |i: usize, lit: &[u8]| {
+        b.get(i..i + lit.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(lit))
+    };
+    memchr::memchr3_iter(b'<', b'[', b'{', b).any(|i| match b[i] {
+        b'<' if at(i, b"<?") => {
+            let r = i + 2;
+            match b.get(r) {
+                None => true,
+                Some(&c) if c == b'=' || ws(c) => true,
+                Some(_) if at(r, b"php") => b.get(r + 3).is_some_and(|&c| ws(c)),
+                Some(_) if at(r, b"xml") => match b.get(r + 3) {
+                    Some(b':') => true,
+                    Some(&c) if ws(c) => b[r + 3..]
+                        .iter()
+                        .find(|&&c| !ws(c))
+                        .is_some_and(|c| !c.is_ascii_alphabetic()),
+                    _ => false,
+                },
+                Some(_) => false,
+            }
+        }
+        b'[' => at(i, b"[?php") || at(i, b"[php]") || at(i, b"[/php]") || at(i, b"[\\php]"),
+        b'{' => at(i, b"{php}") || at(i, b"{/php}"),
+        _ => false,
+    })
+}
+
 /// A path segment naming a dotfile or dot-directory (`/.git/`, `/.env`,
 /// `/.cursor/mcp.json`), except `/.well-known/`.
 pub fn dot_segment(path: &str) -> bool {
