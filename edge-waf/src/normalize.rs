@@ -526,10 +526,8 @@ fn lowercase_only_into(
     if info & CLS_DECODE != 0 || (plus && info & CLS_PLUS != 0) {
         return false;
     }
-    if info & CLS_AMP != 0 {
-        if memchr::memchr_iter(b'&', raw).any(|i| entity_here(raw, i)) {
-            return false;
-        }
+    if info & CLS_AMP != 0 && memchr::memchr_iter(b'&', raw).any(|i| entity_here(raw, i)) {
+        return false;
     }
     if info & CLS_HIGH != 0 && (0..raw.len()).any(|i| raw[i] >= 0xC2 && folds_at(raw, i)) {
         return false;
