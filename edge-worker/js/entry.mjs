@@ -9,9 +9,13 @@
 import * as rust from "./edge_worker.js";
 
 let poisoned = false;
-// One rejection handle per request in flight: workerd only lets a request
-// settle promises it created itself, so a shared "panicked" promise would not
-// work.
+// Bumped at every fresh instance: a request that began on an older one must
+// not hand its pending state (a pointer into the old instance) to the new.
+let generation = 0;
+// One rejection handle per request waiting on Rust futures: workerd only
+// lets a request settle promises it created itself, so a shared "panicked"
+// promise would not work. Requests whose Rust steps are all synchronous need
+// none (a panic there throws in the request itself).
 const inflight = new Set();
 
 globalThis.__edgePanic = (message) => {
@@ -28,6 +32,38 @@ function freshInstanceIfNeeded() {
     rust.__wbg_reset_state();
     if (initState()) initState().criticalError = false;
     poisoned = false;
+    generation += 1;
+  }
+}
+
+// Per-request state: the instance generation it began on, and its panic
+// handle once it waits on a Rust future.
+class Flight {
+  constructor() {
+    this.generation = generation;
+    this.entry = null;
+  }
+
+  // Throws when the instance this request began on is gone.
+  live() {
+    if (poisoned || this.generation !== generation) {
+      throw new Error("the worker restarted while this request was in flight");
+    }
+  }
+
+  // `promise` (of a Rust future), failed fast if the instance panics.
+  guard(promise) {
+    if (!this.entry) {
+      let reject;
+      const panicked = new Promise((_, r) => { reject = r; });
+      this.entry = { reject, panicked };
+      inflight.add(this.entry);
+    }
+    return Promise.race([promise, this.entry.panicked]);
+  }
+
+  done() {
+    if (this.entry) inflight.delete(this.entry);
   }
 }
 
@@ -47,19 +83,21 @@ function internalError(request, err) {
 
 // The request flow (see src/wasm.rs): `begin` runs the request phase
 // synchronously and may first ask for the configuration override or the
-// body; a plain forward comes back with its upstream fetch started, which is
-// awaited here and finished synchronously; anything else goes through the
-// asynchronous `proceed`.
+// body; a forward comes back with its cache lookup or upstream fetch
+// started, which is awaited here and handed to the synchronous `resume`;
+// requests with a rate limit or an Access signature to check first go
+// through the asynchronous `proceed`.
 const NEED_CONFIG = 1;
 const NEED_BODY = 2;
 
-async function handle(request, env, ctx) {
+async function handle(request, env, ctx, flight) {
   let loaded = false;
   let body;
   for (;;) {
+    flight.live();
     const step = rust.begin(request, env, loaded, body);
     if (step === NEED_CONFIG && !loaded) {
-      await rust.loadConfig(env);
+      await flight.guard(rust.loadConfig(env));
       loaded = true;
       continue;
     }
@@ -69,36 +107,47 @@ async function handle(request, env, ctx) {
     }
     if (step instanceof Response) return step;
     if (!(step instanceof rust.Pending)) throw new Error("unexpected step from the worker: " + String(step));
-    const upstream = step.takeUpstream();
-    if (upstream === undefined) return await rust.proceed(step, request, env, ctx);
+    return await settle(step, request, env, ctx, flight);
+  }
+}
+
+// Waits for what a pending request waits on (a cache lookup or an upstream
+// fetch) and resumes it, until it is a response.
+async function settle(step, request, env, ctx, flight) {
+  for (;;) {
+    const wait = step.takeWait();
+    if (wait === undefined) return await flight.guard(rust.proceed(step, request, env, ctx));
     let result;
     let ok = true;
     try {
-      result = await upstream;
+      result = await wait;
     } catch (e) {
       result = e;
       ok = false;
     }
-    return rust.finishPlain(step, result, ok);
+    flight.live();
+    const next = rust.resume(step, result, ok, request, env, ctx);
+    if (next instanceof rust.Pending) {
+      step = next;
+      continue;
+    }
+    return next instanceof Response ? next : await flight.guard(next);
   }
 }
 
 export default {
   async fetch(request, env, ctx) {
     freshInstanceIfNeeded();
-    let reject;
-    const panicked = new Promise((_, r) => { reject = r; });
-    const entry = { reject };
-    inflight.add(entry);
+    const flight = new Flight();
     try {
-      return await Promise.race([handle(request, env, ctx), panicked]);
+      return await handle(request, env, ctx, flight);
     } catch (err) {
       if (err instanceof WebAssembly.RuntimeError || (initState() && initState().criticalError)) {
         poisoned = true;
       }
       return internalError(request, err);
     } finally {
-      inflight.delete(entry);
+      flight.done();
     }
   },
 };

@@ -41,7 +41,8 @@ extern "C" {
         service: &JsValue,
         url: &str,
         method: &str,
-        flat: &str,
+        incoming: &web_sys::Headers,
+        edits: &str,
         body: &JsValue,
         timeout_ms: u32,
     ) -> js_sys::Promise;
@@ -249,10 +250,45 @@ enum FetchFailure {
 /// Starts the upstream request, streaming the client's body, not following
 /// redirects, and giving up on the response headers after the timeout (see
 /// js/glue.js). The promise settles with the response or a failure string.
+/// What an upstream request is built from: the incoming headers (the JS
+/// object, copied natively, and the Rust view it was read into) and the body.
+struct Incoming<'a> {
+    headers: web_sys::Headers,
+    view: &'a Headers,
+    body: JsValue,
+}
+
+impl<'a> Incoming<'a> {
+    /// The client's request with `body_read` (the body, when it was read
+    /// for inspection) or its stream.
+    fn request(
+        sys: &web_sys::Request,
+        view: &'a Headers,
+        body_read: Option<&js_sys::Uint8Array>,
+    ) -> Self {
+        Incoming {
+            headers: sys.headers(),
+            view,
+            body: match body_read {
+                Some(bytes) => JsValue::from(bytes),
+                None => stream_value(sys.body()),
+            },
+        }
+    }
+
+    /// The client's headers without a body (GET requests of the cache).
+    fn headers_only(sys: &web_sys::Request, view: &'a Headers) -> Self {
+        Incoming {
+            headers: sys.headers(),
+            view,
+            body: JsValue::UNDEFINED,
+        }
+    }
+}
+
 fn start_upstream(
     env: &Env,
-    incoming: &web_sys::Request,
-    body_read: Option<&js_sys::Uint8Array>,
+    incoming: &Incoming<'_>,
     method: &str,
     up: &UpstreamRequest,
 ) -> std::result::Result<js_sys::Promise, FetchFailure> {
@@ -281,17 +317,14 @@ fn start_upstream(
     };
     let url = format!("{}{}", base.trim_end_matches('/'), up.path_and_query);
 
-    let body = match body_read {
-        Some(bytes) => JsValue::from(bytes),
-        None => stream_value(incoming.body()),
-    };
     let service = service.map_or(JsValue::NULL, JsValue::from);
     Ok(fetch_upstream_js(
         &service,
         &url,
         method,
-        &up.headers.to_flat(),
-        &body,
+        &incoming.headers,
+        &incoming.view.edits_to(&up.headers),
+        &incoming.body,
         up.timeout_ms,
     ))
 }
@@ -316,12 +349,11 @@ fn settled(
 /// [`start_upstream`] and wait for it.
 async fn fetch_upstream(
     env: &Env,
-    incoming: &web_sys::Request,
-    body_read: Option<&js_sys::Uint8Array>,
+    incoming: &Incoming<'_>,
     method: &str,
     up: &UpstreamRequest,
 ) -> std::result::Result<web_sys::Response, FetchFailure> {
-    let sent = start_upstream(env, incoming, body_read, method, up)?;
+    let sent = start_upstream(env, incoming, method, up)?;
     settled(JsFuture::from(sent).await, up.timeout_ms)
 }
 
@@ -383,21 +415,49 @@ enum Step {
     Purge,
     /// Forward `up` after the asynchronous steps.
     Forward(UpstreamRequest),
-    /// The upstream fetch is under way (a plain forward).
-    Started {
+    /// The cache lookup for `up` is under way.
+    Lookup {
+        promise: Option<js_sys::Promise>,
+        up: UpstreamRequest,
+        slot: CacheSlot,
+    },
+    /// The upstream fetch is under way; `store` when the answer may be
+    /// cached.
+    Fetch {
         promise: Option<js_sys::Promise>,
         timeout_ms: u32,
+        state: &'static str,
+        store: Option<CacheSlot>,
     },
+}
+
+/// Where a cacheable response lives in the cache.
+struct CacheSlot {
+    key: String,
+    rule: crate::config::CacheRule,
+    now: u64,
+}
+
+impl CacheSlot {
+    fn plan<'a>(&'a self, active: &'a ActiveConfig, ctx: &'a worker::Context) -> StorePlan<'a> {
+        StorePlan {
+            cfg: &active.config.cache,
+            rule: &self.rule,
+            key: &self.key,
+            ctx,
+            now: self.now,
+        }
+    }
 }
 
 #[wasm_bindgen]
 impl Pending {
-    /// The upstream promise of a plain forward, once; `undefined` when the
-    /// request needs `proceed`.
-    #[wasm_bindgen(js_name = takeUpstream)]
-    pub fn take_upstream(&mut self) -> Option<js_sys::Promise> {
+    /// The promise to wait for before `resume` (a cache lookup or an
+    /// upstream fetch), once; `undefined` when the request needs `proceed`.
+    #[wasm_bindgen(js_name = takeWait)]
+    pub fn take_wait(&mut self) -> Option<js_sys::Promise> {
         match &mut self.step {
-            Step::Started { promise, .. } => promise.take(),
+            Step::Lookup { promise, .. } | Step::Fetch { promise, .. } => promise.take(),
             _ => None,
         }
     }
@@ -539,15 +599,46 @@ pub fn begin(
         Outcome::Respond(s) => return Ok(synthetic_response(&s, head_only)?.into()),
         Outcome::Forward(up) => up,
     };
-    // A plain forward starts its fetch now.
-    let plain = cx.access_jwt.is_none()
-        && crate::ratelimit::applicable(&active.config.rate_limits, &head).is_none()
-        && !cacheable(&active, &head, &up);
-    let step = if plain {
-        match start_upstream(&env, sys, body.as_ref(), &method, &up) {
-            Ok(promise) => Step::Started {
+    // With no rate limit or Access signature to check first, the cache
+    // lookup or the upstream fetch starts now.
+    let step = if cx.access_jwt.is_some()
+        || crate::ratelimit::applicable(&active.config.rate_limits, &head).is_some()
+    {
+        Step::Forward(up)
+    } else if cacheable(&active, &head, &up) {
+        match generations_cached(&env) {
+            Some(g) => {
+                let generation = cache::generation_for(&g, &head.path);
+                match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
+                    Lookup::Cache { key, rule } => {
+                        let promise = cache_match_js(&key);
+                        Step::Lookup {
+                            promise: Some(promise),
+                            slot: CacheSlot {
+                                key,
+                                rule: rule.clone(),
+                                now: (date_now() / 1000.0) as u64,
+                            },
+                            up,
+                        }
+                    }
+                    _ => Step::Forward(up),
+                }
+            }
+            None => Step::Forward(up),
+        }
+    } else {
+        match start_upstream(
+            &env,
+            &Incoming::request(sys, &head.headers, body.as_ref()),
+            &method,
+            &up,
+        ) {
+            Ok(promise) => Step::Fetch {
                 promise: Some(promise),
                 timeout_ms: up.timeout_ms,
+                state: "BYPASS",
+                store: None,
             },
             Err(failure) => {
                 return Ok(finish(
@@ -562,8 +653,6 @@ pub fn begin(
                 .into())
             }
         }
-    } else {
-        Step::Forward(up)
     };
     Ok(Pending {
         cx,
@@ -585,30 +674,79 @@ fn cacheable(active: &ActiveConfig, head: &RequestHead, up: &UpstreamRequest) ->
         )
 }
 
-/// Step 2 of a plain forward: the response phase on what the upstream
-/// promise settled with (`ok` false: it rejected with `result`).
-#[wasm_bindgen(js_name = finishPlain)]
-pub fn finish_plain(
+/// Step 2 once the awaited promise settled (`ok` false: it rejected with
+/// `result`): a `Response`, a `Pending` to wait on again (a cache miss now
+/// fetching), or a promise of a `Response` (revalidating a stale copy).
+#[wasm_bindgen]
+pub fn resume(
     pending: Pending,
     result: JsValue,
     ok: bool,
-) -> std::result::Result<web_sys::Response, JsValue> {
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+) -> std::result::Result<JsValue, JsValue> {
     let Pending {
         cx,
         head,
+        method,
         head_only,
+        body,
         step,
-        ..
     } = pending;
-    let timeout_ms = match step {
-        Step::Started { timeout_ms, .. } => timeout_ms,
-        _ => 0,
-    };
-    let origin = settled(if ok { Ok(result) } else { Err(result) }, timeout_ms);
     let pipeline = PIPELINE.with(Rc::clone);
-    Ok(finish(
-        &pipeline, &cx, &head, origin, "BYPASS", None, head_only,
-    )?)
+    let wctx = worker::Context::new(ctx.clone().unchecked_into());
+    let settled_with = if ok { Ok(result) } else { Err(result) };
+    match step {
+        Step::Fetch {
+            timeout_ms,
+            state,
+            store,
+            ..
+        } => {
+            let origin = settled(settled_with, timeout_ms);
+            let active = cx.active.clone();
+            let plan = store.as_ref().map(|s| s.plan(&active, &wctx));
+            Ok(finish(&pipeline, &cx, &head, origin, state, plan, head_only)?.into())
+        }
+        Step::Lookup { up, slot, .. } => {
+            let stored = looked_up(settled_with);
+            match after_lookup(
+                &pipeline, &cx, &head, &env, &req, &wctx, &up, &slot, stored, head_only,
+            )? {
+                AfterLookup::Done(r) => Ok(r.into()),
+                AfterLookup::Fetch(promise) => Ok(Pending {
+                    cx,
+                    head,
+                    method,
+                    head_only,
+                    body,
+                    step: Step::Fetch {
+                        promise: Some(promise),
+                        timeout_ms: up.timeout_ms,
+                        state: "MISS",
+                        store: Some(slot),
+                    },
+                }
+                .into()),
+                AfterLookup::Revalidate(stale) => {
+                    let work = async move {
+                        let ctx = worker::Context::new(ctx);
+                        revalidate(
+                            &pipeline, &cx, &head, &env, &req, &ctx, &up, &slot, stale, head_only,
+                        )
+                        .await
+                        .map(JsValue::from)
+                        .map_err(JsValue::from)
+                    };
+                    Ok(wasm_bindgen_futures::future_to_promise(work).into())
+                }
+            }
+        }
+        Step::Purge | Step::Forward(_) => Err(JsValue::from_str(
+            "internal: resume called on a request that needs proceed",
+        )),
+    }
 }
 
 /// Step 2 of every other request: purge, rate limit, the Access signature,
@@ -641,9 +779,9 @@ async fn proceed_inner(
     let up = match step {
         Step::Purge => return purge(env, sys, &head, &cx).await,
         Step::Forward(up) => up,
-        Step::Started { .. } => {
+        Step::Lookup { .. } | Step::Fetch { .. } => {
             return Err(worker::Error::RustError(
-                "internal: a started forward was handed to proceed".into(),
+                "internal: a request already waiting was handed to proceed".into(),
             ))
         }
     };
@@ -682,76 +820,171 @@ async fn proceed_inner(
     let (key, rule) = match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
         Lookup::Cache { key, rule } if cacheable => (key, rule.clone()),
         _ => {
-            let origin = fetch_upstream(env, sys, body_bytes.as_ref(), &method, &up).await;
+            let incoming = Incoming::request(sys, &head.headers, body_bytes.as_ref());
+            let origin = fetch_upstream(env, &incoming, &method, &up).await;
             return finish(&pipeline, &cx, &head, origin, "BYPASS", None, head_only);
         }
     };
-    let stored = cache_get(&key).await;
-    let now = (date_now() / 1000.0) as u64;
-    if let Some(sys_stored) = stored {
-        let stored_headers = headers_from_sys(&sys_stored.headers());
-        let serve = |state: &str| {
-            serve_stored(
-                &pipeline,
-                &cx,
-                &head,
-                &sys_stored,
-                &stored_headers,
-                now,
-                state,
-                head_only,
+    let slot = CacheSlot {
+        key,
+        rule,
+        now: (date_now() / 1000.0) as u64,
+    };
+    let stored = looked_up(JsFuture::from(cache_match_js(&slot.key)).await);
+    match after_lookup(
+        &pipeline, &cx, &head, env, sys, ctx, &up, &slot, stored, head_only,
+    )? {
+        AfterLookup::Done(r) => Ok(r),
+        AfterLookup::Fetch(promise) => {
+            let origin = settled(JsFuture::from(promise).await, up.timeout_ms);
+            let plan = Some(slot.plan(&active, ctx));
+            finish(&pipeline, &cx, &head, origin, "MISS", plan, head_only)
+        }
+        AfterLookup::Revalidate(stale) => {
+            revalidate(
+                &pipeline, &cx, &head, env, sys, ctx, &up, &slot, stale, head_only,
             )
-        };
-        match cache::freshness(&rule, &stored_headers, now) {
-            Freshness::Fresh => {
-                return serve("HIT");
-            }
-            Freshness::StaleWhileRevalidate => {
-                let env2 = env.clone();
-                let up2 = up.clone();
-                let cfg = active.config.cache.clone();
-                let rule2 = rule.clone();
-                let key2 = key.clone();
-                ctx.wait_until(async move {
-                    refresh(&env2, &up2, &cfg, &rule2, &key2).await;
-                });
-                return serve("STALE");
-            }
-            freshness @ (Freshness::StaleIfError | Freshness::Expired) => {
-                // Ask the origin, conditionally on the stored validators; within
-                // the stale-if-error window a failure serves the stored copy.
-                let origin =
-                    fetch_upstream(env, sys, None, "GET", &conditional(&up, &stored_headers)).await;
-                let failed = origin.as_ref().map_or(true, |r| r.status() >= 500);
-                if failed && freshness == Freshness::StaleIfError {
-                    return serve("STALE");
-                }
-                return revalidated_or_miss(
-                    &pipeline,
-                    &cx,
-                    &head,
-                    origin,
-                    &sys_stored,
-                    &stored_headers,
-                    &active,
-                    &rule,
-                    &key,
-                    ctx,
-                    now,
-                    head_only,
-                );
-            }
+            .await
         }
     }
-    let origin = fetch_upstream(env, sys, None, "GET", &up).await;
-    let plan = Some(StorePlan {
-        cfg: &active.config.cache,
-        rule: &rule,
-        key: &key,
+}
+
+/// What the cache lookup found: the stored copy, or `None` (a failing cache
+/// is a miss).
+fn looked_up(result: std::result::Result<JsValue, JsValue>) -> Option<web_sys::Response> {
+    match result {
+        Ok(v) => v.dyn_into::<web_sys::Response>().ok(),
+        Err(e) => {
+            log_json(
+                "warn",
+                "cache_match_failed",
+                &e.as_string()
+                    .unwrap_or_else(|| "cache lookup failed".into()),
+            );
+            None
+        }
+    }
+}
+
+/// A stored copy past its freshness.
+struct Stale {
+    stored: web_sys::Response,
+    headers: Headers,
+    freshness: Freshness,
+}
+
+enum AfterLookup {
+    /// The answer (a hit, or a stale copy served while it is refreshed).
+    Done(web_sys::Response),
+    /// A miss: the upstream fetch is under way.
+    Fetch(js_sys::Promise),
+    /// Ask the origin, conditionally on the stored copy's validators.
+    Revalidate(Stale),
+}
+
+/// The synchronous part of serving a cacheable request once the lookup
+/// answered.
+#[allow(clippy::too_many_arguments)]
+fn after_lookup(
+    pipeline: &Pipeline,
+    cx: &Context,
+    head: &RequestHead,
+    env: &Env,
+    sys: &web_sys::Request,
+    ctx: &worker::Context,
+    up: &UpstreamRequest,
+    slot: &CacheSlot,
+    stored: Option<web_sys::Response>,
+    head_only: bool,
+) -> Result<AfterLookup> {
+    let Some(stored) = stored else {
+        let incoming = Incoming::headers_only(sys, &head.headers);
+        return Ok(match start_upstream(env, &incoming, "GET", up) {
+            Ok(promise) => AfterLookup::Fetch(promise),
+            Err(failure) => AfterLookup::Done(finish(
+                pipeline,
+                cx,
+                head,
+                Err(failure),
+                "MISS",
+                None,
+                head_only,
+            )?),
+        });
+    };
+    let headers = headers_from_sys(&stored.headers());
+    let serve = |state: &str| {
+        serve_stored(
+            pipeline, cx, head, &stored, &headers, slot.now, state, head_only,
+        )
+    };
+    match cache::freshness(&slot.rule, &headers, slot.now) {
+        Freshness::Fresh => Ok(AfterLookup::Done(serve("HIT")?)),
+        Freshness::StaleWhileRevalidate => {
+            let env2 = env.clone();
+            let up2 = up.clone();
+            let cfg = cx.active.config.cache.clone();
+            let rule2 = slot.rule.clone();
+            let key2 = slot.key.clone();
+            ctx.wait_until(async move {
+                refresh(&env2, &up2, &cfg, &rule2, &key2).await;
+            });
+            Ok(AfterLookup::Done(serve("STALE")?))
+        }
+        freshness @ (Freshness::StaleIfError | Freshness::Expired) => {
+            Ok(AfterLookup::Revalidate(Stale {
+                stored,
+                headers,
+                freshness,
+            }))
+        }
+    }
+}
+
+/// Asks the origin about a stale copy; within the stale-if-error window a
+/// failure serves the stored copy.
+#[allow(clippy::too_many_arguments)]
+async fn revalidate(
+    pipeline: &Pipeline,
+    cx: &Context,
+    head: &RequestHead,
+    env: &Env,
+    sys: &web_sys::Request,
+    ctx: &worker::Context,
+    up: &UpstreamRequest,
+    slot: &CacheSlot,
+    stale: Stale,
+    head_only: bool,
+) -> Result<web_sys::Response> {
+    let incoming = Incoming::headers_only(sys, &head.headers);
+    let origin = fetch_upstream(env, &incoming, "GET", &conditional(up, &stale.headers)).await;
+    let failed = origin.as_ref().map_or(true, |r| r.status() >= 500);
+    if failed && stale.freshness == Freshness::StaleIfError {
+        return serve_stored(
+            pipeline,
+            cx,
+            head,
+            &stale.stored,
+            &stale.headers,
+            slot.now,
+            "STALE",
+            head_only,
+        );
+    }
+    revalidated_or_miss(
+        pipeline,
+        cx,
+        head,
+        origin,
+        &stale.stored,
+        &stale.headers,
+        &cx.active,
+        &slot.rule,
+        &slot.key,
         ctx,
-        now,
-    });
-    finish(&pipeline, &cx, &head, origin, "MISS", plan, head_only)
+        slot.now,
+        head_only,
+    )
 }
 
 /// The purge endpoint's path.
@@ -761,6 +994,23 @@ const GENERATIONS_KEY: &str = "cache:generations";
 
 thread_local! {
     static GENERATIONS: RefCell<Option<(Generations, f64)>> = const { RefCell::new(None) };
+}
+
+/// The purge generations when no KV read is needed: the cached copy while
+/// fresh, or none at all when no override namespace is bound.
+fn generations_cached(env: &Env) -> Option<Generations> {
+    let ttl_ms = override_ttl_ms(env);
+    let now = date_now();
+    let cached = GENERATIONS.with(|g| {
+        g.borrow()
+            .as_ref()
+            .filter(|(_, at)| now - at < ttl_ms)
+            .map(|(g, _)| g.clone())
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    (!has_override_kv(env)).then(Generations::default)
 }
 
 /// The purge generations, cached like the config override.
@@ -892,22 +1142,6 @@ async fn purge(
     )
 }
 
-/// The stored copy under `key`, if any (a failing cache is a miss).
-async fn cache_get(key: &str) -> Option<web_sys::Response> {
-    match JsFuture::from(cache_match_js(key)).await {
-        Ok(v) => v.dyn_into::<web_sys::Response>().ok(),
-        Err(e) => {
-            log_json(
-                "warn",
-                "cache_match_failed",
-                &e.as_string()
-                    .unwrap_or_else(|| "cache lookup failed".into()),
-            );
-            None
-        }
-    }
-}
-
 /// The upstream request made conditional on the stored copy's validators.
 fn conditional(up: &UpstreamRequest, stored: &Headers) -> UpstreamRequest {
     let mut up = up.clone();
@@ -987,10 +1221,17 @@ async fn refresh(
     rule: &crate::config::CacheRule,
     key: &str,
 ) {
-    let Ok(no_body) = web_sys::Request::new_with_str("https://refresh.invalid/") else {
+    // No client request behind this one: every upstream header is an edit.
+    let Ok(headers) = web_sys::Headers::new() else {
         return;
     };
-    let Ok(origin) = fetch_upstream(env, &no_body, None, "GET", up).await else {
+    let none = Headers::default();
+    let incoming = Incoming {
+        headers,
+        view: &none,
+        body: JsValue::UNDEFINED,
+    };
+    let Ok(origin) = fetch_upstream(env, &incoming, "GET", up).await else {
         return;
     };
     let head = ResponseHead {
