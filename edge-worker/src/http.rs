@@ -42,8 +42,9 @@ impl Headers {
 
     /// Adds a value, keeping existing ones.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0
-            .push((name.into().to_ascii_lowercase(), value.into()));
+        let mut name = name.into();
+        name.make_ascii_lowercase();
+        self.0.push((name, value.into()));
     }
 
     /// Replaces every value of `name` with `value`.
@@ -82,7 +83,7 @@ impl Headers {
     /// header names and values). A trailing unpaired part is ignored.
     pub fn from_flat(flat: &str) -> Self {
         let mut parts = flat.split('\n');
-        let mut h = Headers::new();
+        let mut h = Headers(Vec::with_capacity(memchr_count(flat) / 2));
         while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
             if !k.is_empty() {
                 h.append(k, v);
@@ -97,7 +98,7 @@ impl Headers {
     /// unchanged are left out, so a copy of the original headers plus these
     /// edits equals `after`.
     pub fn edits_to(&self, after: &Headers) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(256);
         let mut seen: Vec<&str> = Vec::new();
         for (name, _) in self.0.iter().chain(after.0.iter()) {
             if seen.contains(&name.as_str()) {
@@ -354,4 +355,9 @@ mod tests {
         let h = Headers::from_pairs([("ok", "1"), ("bad", "x\ny"), ("also", "2")]);
         assert_eq!(Headers::from_flat(&h.to_flat()).len(), 2);
     }
+}
+
+/// Newlines in `s` (entries of the flat form are two lines each).
+fn memchr_count(s: &str) -> usize {
+    s.bytes().filter(|&b| b == b'\n').count()
 }
