@@ -33,6 +33,22 @@ pub struct CorpusRequest {
     pub body: Option<Vec<u8>>,
 }
 
+impl CorpusRequest {
+    /// What the WAF sees of this request (no client address or `cf` data).
+    pub fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            uri: &self.uri,
+            headers: &self.headers,
+            body: self.body.as_deref(),
+            body_len: None,
+            client_ip: None,
+            country: None,
+            asn: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
     #[error("reading {0}: {1}")]
@@ -289,17 +305,7 @@ pub fn replay(waf: &Waf, reqs: &[CorpusRequest]) -> Report {
     let mut false_negatives = Vec::new();
     let mut outcomes = Vec::with_capacity(reqs.len());
     for r in reqs {
-        let view = RequestView {
-            method: &r.method,
-            uri: &r.uri,
-            headers: &r.headers,
-            body: r.body.as_deref(),
-            body_len: None,
-            client_ip: None,
-            country: None,
-            asn: None,
-        };
-        let d = waf.inspect(&view);
+        let d = waf.inspect(&r.view());
         let c = groups.entry(r.group.clone()).or_default();
         let ids: Vec<String> = d.matches.iter().map(|m| m.id.to_string()).collect();
         let key = format!("{}#{}", r.file, r.test_id);

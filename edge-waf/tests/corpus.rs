@@ -8,7 +8,7 @@ mod corpus;
 
 use std::path::PathBuf;
 
-use edge_waf::{RequestView, Waf, WafConfig};
+use edge_waf::{Waf, WafConfig};
 
 /// `../shared/<sub>` (same logic as `shopedge_tests::shared_data::shared_dir`).
 fn shared_dir(sub: &str, what: &str) -> Option<PathBuf> {
@@ -103,16 +103,7 @@ fn fast_path_changes_no_decision() {
     for dir in dirs {
         let (reqs, _) = corpus::load(&dir).unwrap();
         for r in &reqs {
-            let view = RequestView {
-                method: &r.method,
-                uri: &r.uri,
-                headers: &r.headers,
-                body: r.body.as_deref(),
-                body_len: None,
-                client_ip: None,
-                country: None,
-                asn: None,
-            };
+            let view = r.view();
             assert_eq!(
                 fast.inspect(&view),
                 slow.inspect(&view),

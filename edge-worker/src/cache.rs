@@ -84,35 +84,54 @@ pub fn lookup<'a>(
     upstream: &str,
     generation: u64,
 ) -> Lookup<'a> {
+    match lookup_with(cfg, req, upstream, || Some(generation)) {
+        Some(l) => l,
+        // (the generation is always given)
+        None => Lookup::Bypass(BypassReason::NoRule),
+    }
+}
+
+/// [`lookup`] with the purge generation asked for only once the request
+/// turned out cacheable (before the key is built); `None` when it was and
+/// `generation` had none to give. `lookup_with(.., || None).is_none()` is
+/// thus a cheap "is this cacheable" test.
+pub fn lookup_with<'a>(
+    cfg: &'a CacheConfig,
+    req: &RequestHead,
+    upstream: &str,
+    generation: impl FnOnce() -> Option<u64>,
+) -> Option<Lookup<'a>> {
+    let bypass = |why| Some(Lookup::Bypass(why));
     if !cfg.enabled {
-        return Lookup::Bypass(BypassReason::Disabled);
+        return bypass(BypassReason::Disabled);
     }
     if req.method != "GET" && req.method != "HEAD" {
-        return Lookup::Bypass(BypassReason::Method);
+        return bypass(BypassReason::Method);
     }
     if req.headers.contains("range") {
-        return Lookup::Bypass(BypassReason::Range);
+        return bypass(BypassReason::Range);
     }
     if req.headers.contains("authorization") {
-        return Lookup::Bypass(BypassReason::Authorization);
+        return bypass(BypassReason::Authorization);
     }
     let jar = cookies(&req.headers);
     if jar
         .iter()
         .any(|(k, _)| cfg.bypass_cookies.iter().any(|c| c == k))
     {
-        return Lookup::Bypass(BypassReason::SessionCookie);
+        return bypass(BypassReason::SessionCookie);
     }
     if cfg.never.iter().any(|p| path_matches(p, &req.path)) {
-        return Lookup::Bypass(BypassReason::NeverCached);
+        return bypass(BypassReason::NeverCached);
     }
     let Some(rule) = cfg
         .rules
         .iter()
         .find(|r| r.paths.iter().any(|p| path_matches(p, &req.path)))
     else {
-        return Lookup::Bypass(BypassReason::NoRule);
+        return bypass(BypassReason::NoRule);
     };
+    let generation = generation()?;
     // Sorted query without tracking parameters; empty names dropped.
     let mut params: Vec<(&str, &str)> = req
         .query
@@ -155,7 +174,7 @@ pub fn lookup<'a>(
         key.push_str("__edge_vary=");
         key.push_str(&enc(&vary));
     }
-    Lookup::Cache { key, rule }
+    Some(Lookup::Cache { key, rule })
 }
 
 /// Seconds to store a response under `rule`, or `None` if it must not be

@@ -601,57 +601,55 @@ pub fn begin(
     };
     // With no rate limit or Access signature to check first, the cache
     // lookup or the upstream fetch starts now.
+    // One pass over the cache rules; the purge generations are asked for
+    // only when the request is cacheable (`None` then: they need a KV read).
+    // (WebSocket upgrades are never cached: no lookup at all.)
+    let looked_up = (!up.websocket).then(|| {
+        cache::lookup_with(&active.config.cache, &head, &up.upstream, || {
+            generations_cached(&env).map(|g| cache::generation_for(&g, &head.path))
+        })
+    });
     let step = if cx.access_jwt.is_some()
         || crate::ratelimit::applicable(&active.config.rate_limits, &head).is_some()
     {
         Step::Forward(up)
-    } else if cacheable(&active, &head, &up) {
-        match generations_cached(&env) {
-            Some(g) => {
-                let generation = cache::generation_for(&g, &head.path);
-                match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
-                    Lookup::Cache { key, rule } => {
-                        let promise = cache_match_js(&key);
-                        Step::Lookup {
-                            promise: Some(promise),
-                            slot: CacheSlot {
-                                key,
-                                rule: rule.clone(),
-                                now: (date_now() / 1000.0) as u64,
-                            },
-                            up,
-                        }
-                    }
-                    _ => Step::Forward(up),
-                }
-            }
-            None => Step::Forward(up),
-        }
     } else {
-        match start_upstream(
-            &env,
-            &Incoming::request(sys, &head.headers, body.as_ref()),
-            &method,
-            &up,
-        ) {
-            Ok(promise) => Step::Fetch {
-                promise: Some(promise),
-                timeout_ms: up.timeout_ms,
-                state: "BYPASS",
-                store: None,
+        match looked_up {
+            Some(Some(Lookup::Cache { key, rule })) => Step::Lookup {
+                promise: Some(cache_match_js(&key)),
+                slot: CacheSlot {
+                    key,
+                    rule: rule.clone(),
+                    now: (date_now() / 1000.0) as u64,
+                },
+                up,
             },
-            Err(failure) => {
-                return Ok(finish(
-                    &pipeline,
-                    &cx,
-                    &head,
-                    Err(failure),
-                    "BYPASS",
-                    None,
-                    head_only,
-                )?
-                .into())
-            }
+            Some(None) => Step::Forward(up),
+            None | Some(Some(Lookup::Bypass(_))) => match start_upstream(
+                &env,
+                &Incoming::request(sys, &head.headers, body.as_ref()),
+                &method,
+                &up,
+            ) {
+                Ok(promise) => Step::Fetch {
+                    promise: Some(promise),
+                    timeout_ms: up.timeout_ms,
+                    state: "BYPASS",
+                    store: None,
+                },
+                Err(failure) => {
+                    return Ok(finish(
+                        &pipeline,
+                        &cx,
+                        &head,
+                        Err(failure),
+                        "BYPASS",
+                        None,
+                        head_only,
+                    )?
+                    .into())
+                }
+            },
         }
     };
     Ok(Pending {
@@ -667,11 +665,7 @@ pub fn begin(
 
 /// Whether the cache layer applies to this forward.
 fn cacheable(active: &ActiveConfig, head: &RequestHead, up: &UpstreamRequest) -> bool {
-    !up.websocket
-        && matches!(
-            cache::lookup(&active.config.cache, head, &up.upstream, 0),
-            Lookup::Cache { .. }
-        )
+    !up.websocket && cache::lookup_with(&active.config.cache, head, &up.upstream, || None).is_none()
 }
 
 /// Step 2 once the awaited promise settled (`ok` false: it rejected with
