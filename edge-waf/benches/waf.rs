@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use edge_waf::{RequestView, Waf, WafConfig};
 use std::hint::black_box;
 
-#[path = "workload.rs"]
+#[path = "workload/mod.rs"]
 mod workload;
 use workload::{headers, json_64k, STOREFRONT_GET_URI};
 

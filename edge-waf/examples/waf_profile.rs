@@ -5,7 +5,7 @@
 use edge_waf::{RequestView, Waf, WafConfig};
 use std::hint::black_box;
 
-#[path = "../benches/workload.rs"]
+#[path = "../benches/workload/mod.rs"]
 mod workload;
 use workload::{headers, json_64k, STOREFRONT_GET_URI};
 
