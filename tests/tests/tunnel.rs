@@ -361,6 +361,41 @@ async fn tunnel_token_is_the_cloudflared_token_of_our_tunnel() {
     assert_eq!(v["a"], ACCOUNT);
     assert_eq!(v["t"], t.id.as_str());
     assert_eq!(v["s"], t.secret.as_str());
+
+    // The secret the tunnel was created with (the crate's CreateTunnel
+    // requires one): 32 random bytes, base64, different per tunnel.
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(&t.secret)
+        .unwrap();
+    assert_eq!(secret.len(), 32);
+    assert!(secret.iter().any(|b| *b != 0));
+}
+
+#[tokio::test]
+async fn fake_rejects_a_tunnel_secret_shorter_than_32_bytes() {
+    let fake = FakeCloudflare::start().await.unwrap();
+    fake.state().add_account_token(ACCOUNT, TOKEN, Scope::ALL);
+    let http = reqwest::Client::new();
+    let post = |secret: Value| {
+        http.post(format!("{}accounts/{ACCOUNT}/cfd_tunnel", fake.base_url()))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"name": "t", "config_src": "cloudflare", "tunnel_secret": secret}))
+            .send()
+    };
+    let short = post(Value::from("c2hvcnQ=")).await.unwrap();
+    assert_eq!(short.status(), 400);
+    let v: Value = short.json().await.unwrap();
+    assert_eq!(v["success"], false);
+    assert!(fake.state().tunnels.is_empty());
+    let not_b64 = post(Value::from("not base64 at all, but long enough to be 32+"))
+        .await
+        .unwrap();
+    assert_eq!(not_b64.status(), 400);
+    let ok = post(Value::from("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(fake.state().tunnels.len(), 1);
 }
 
 #[tokio::test]

@@ -3,8 +3,10 @@
 //!
 //! Layout:
 //! - [`spec`]: what we want (parsed and validated before any API call);
-//! - [`api`]: a small typed client over `reqwest` (envelope, pagination,
-//!   retries honouring `Retry-After`) and one [`api::Endpoint`] per call;
+//! - [`api`]: the `cloudflare` crate's endpoints where it has them, our own
+//!   implementations of its `EndpointSpec` for the rest (one type per call),
+//!   and our executor over `reqwest` (envelope, pagination, retries
+//!   honouring `Retry-After`, errors naming the token permission);
 //! - [`plan`]: pure diff of desired vs observed state into [`plan::Action`]s;
 //! - [`reconcile`]: observe, validate, plan, execute;
 //! - [`manifests`]: the cloudflared Kubernetes manifests (pure rendering);

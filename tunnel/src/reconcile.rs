@@ -12,7 +12,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::api::endpoints::*;
-use crate::api::{ApiError, Client, ClientConfig, DEFAULT_BASE_URL};
+use crate::api::{ApiError, Call, Client, ClientConfig, Listing, DEFAULT_BASE_URL};
 use crate::error::TunnelError;
 use crate::plan::{self, desired_tunnel_config, tunnel_target, Action, Observed};
 use crate::secret::SecretString;
@@ -161,15 +161,39 @@ impl Reconciler {
         })
     }
 
-    async fn read<E: crate::api::Endpoint>(&self, ep: &E) -> Result<E::Result, TunnelError> {
+    async fn read<E: Call>(&self, ep: &E) -> Result<E::JsonResponse, TunnelError> {
         self.client.send(ep).await.map_err(classify)
     }
 
-    async fn read_all<E, T>(&self, ep: &E) -> Result<Vec<T>, TunnelError>
+    async fn read_all<E>(
+        &self,
+        ep: &E,
+    ) -> Result<Vec<<E::JsonResponse as Listing>::Item>, TunnelError>
     where
-        E: crate::api::Endpoint<Result = Vec<T>>,
+        E: Call,
+        E::JsonResponse: Listing,
     {
         self.client.list_all(ep).await.map_err(classify)
+    }
+
+    /// Our tunnel, if it exists: found by name with the crate's list call,
+    /// then read whole (the crate's list type has no `config_src`/`status`).
+    async fn find_tunnel(&self) -> Result<Option<Tunnel>, TunnelError> {
+        let name = self.spec.tunnel_name();
+        let listed = self.read_all(&list_tunnels(&self.account, &name)).await?;
+        let Some(t) = listed
+            .into_iter()
+            .find(|t| t.name == name && t.deleted_at.is_none())
+        else {
+            return Ok(None);
+        };
+        let t = self
+            .read(&GetTunnel {
+                account: self.account.clone(),
+                tunnel_id: t.id.to_string(),
+            })
+            .await?;
+        Ok(Some(t))
     }
 
     /// Reads everything (no mutating call).
@@ -196,15 +220,7 @@ impl Reconciler {
                 .unwrap_or(0),
             ..Observed::default()
         };
-        let tunnels = self
-            .read_all(&ListTunnels {
-                account: self.account.clone(),
-                name: spec.tunnel_name(),
-            })
-            .await?;
-        obs.tunnel = tunnels
-            .into_iter()
-            .find(|t| t.name == spec.tunnel_name() && t.deleted_at.is_none());
+        obs.tunnel = self.find_tunnel().await?;
         if let Some(t) = &obs.tunnel {
             if t.config_src.as_deref() == Some("cloudflare") {
                 let c = self
@@ -364,14 +380,12 @@ impl Reconciler {
         };
         match action {
             Action::CreateTunnel { name } => {
+                let secret = TunnelSecret::random();
                 let t = self
                     .client
-                    .send(&CreateTunnel {
-                        account,
-                        name: name.clone(),
-                    })
+                    .send(&create_tunnel(&account, name, &secret))
                     .await?;
-                ctx.tunnel_id = Some(t.id);
+                ctx.tunnel_id = Some(t.id.to_string());
             }
             Action::PutTunnelConfig { .. } => {
                 self.client
@@ -643,28 +657,19 @@ impl Reconciler {
     /// The platform step puts it into Secret `cloudflared/cloudflared-token`,
     /// key `token`; it is never written to the repo.
     pub async fn tunnel_token(&self) -> Result<SecretString, TunnelError> {
-        let tunnels = self
-            .read_all(&ListTunnels {
-                account: self.account.clone(),
-                name: self.spec.tunnel_name(),
-            })
-            .await?;
-        let t = tunnels
-            .into_iter()
-            .find(|t| t.name == self.spec.tunnel_name() && t.deleted_at.is_none())
-            .ok_or_else(|| {
-                TunnelError::Spec(format!(
-                    "tunnel {} does not exist: run `provisioner tunnel up` first",
-                    self.spec.tunnel_name()
-                ))
-            })?;
+        let t = self.find_tunnel().await?.ok_or_else(|| {
+            TunnelError::Spec(format!(
+                "tunnel {} does not exist: run `provisioner tunnel up` first",
+                self.spec.tunnel_name()
+            ))
+        })?;
         let token = self
             .read(&GetTunnelToken {
                 account: self.account.clone(),
                 tunnel_id: t.id,
             })
             .await?;
-        Ok(SecretString::new(token))
+        Ok(token.0 .0)
     }
 }
 

@@ -396,6 +396,24 @@ fn route(
             {
                 return Err(err(409, 1013, "You already have a tunnel with this name."));
             }
+            // Optional; when given, base64 of at least 32 bytes.
+            let secret = match b.get("tunnel_secret") {
+                None | Some(Value::Null) => base64_std(&rand::random::<[u8; 32]>()),
+                Some(v) => {
+                    use base64::Engine;
+                    let s = v.as_str().unwrap_or_default();
+                    match base64::engine::general_purpose::STANDARD.decode(s) {
+                        Ok(bytes) if bytes.len() >= 32 => s.to_string(),
+                        _ => {
+                            return Err(err(
+                                400,
+                                1003,
+                                "tunnel_secret must be a base64 string of at least 32 bytes",
+                            ))
+                        }
+                    }
+                }
+            };
             let t = Tunnel {
                 id: uuid(),
                 account: acc.to_string(),
@@ -404,7 +422,7 @@ fn route(
                 deleted: false,
                 config: None,
                 version: 0,
-                secret: hex_id(32),
+                secret,
                 connections: 0,
             };
             let v = State::tunnel_json(&t);

@@ -301,7 +301,13 @@ impl State {
             "config_src": t.config_src, "remote_config": t.config_src == "cloudflare",
             "status": if t.connections > 0 { "healthy" } else { "inactive" },
             "tun_type": "cfd_tunnel",
-            "connections": (0..t.connections).map(|i| json!({"colo_name": "fra", "id": format!("conn-{i}")})).collect::<Vec<_>>(),
+            "connections": (0..t.connections).map(|i| json!({
+                "colo_name": "fra", "id": format!("1bedc50d-42b3-473c-b108-ff3d10c0d92{i}"),
+                "uuid": format!("1bedc50d-42b3-473c-b108-ff3d10c0d92{i}"),
+                "client_id": "1bedc50d-42b3-473c-b108-ff3d10c0d925",
+                "client_version": "2025.7.0", "is_pending_reconnect": false,
+                "opened_at": "2026-01-01T00:00:00Z", "origin_ip": "2a01:4f8:c0c:1::1",
+            })).collect::<Vec<_>>(),
             "metadata": {},
         })
     }

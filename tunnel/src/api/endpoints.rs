@@ -5,7 +5,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Endpoint, Method};
+use cloudflare::framework::endpoint::spec::EndpointSpec;
+use cloudflare::framework::endpoint::RequestBody;
+use cloudflare::framework::response::{ApiResult, ApiSuccess};
+
+use cloudflare::endpoints::{cfd_tunnel as cfd, workers, workerskv};
+
+use super::{Call, List, Method};
 use crate::secret::SecretString;
 
 /// Permission names as the dashboard shows them.
@@ -28,10 +34,13 @@ pub mod perm {
     pub const KV: &str = "Account: Workers KV Storage Edit";
 }
 
+/// Implements the `cloudflare` crate's [`EndpointSpec`] (JSON result) and our
+/// [`Call`] for one of our endpoint types.
 macro_rules! endpoint {
     ($ty:ty, $res:ty, $method:expr, $perm:expr, |$s:ident| path: $path:expr, describe: $desc:expr $(, query: $query:expr)? $(, body: $body:expr)? $(,)?) => {
-        impl Endpoint for $ty {
-            type Result = $res;
+        impl EndpointSpec for $ty {
+            type JsonResponse = $res;
+            type ResponseType = ApiSuccess<$res>;
             fn method(&self) -> Method {
                 $method
             }
@@ -40,6 +49,16 @@ macro_rules! endpoint {
                 let $s = self;
                 $path
             }
+            $(fn query(&self) -> Option<String> {
+                let $s = self;
+                Some(encode_query($query))
+            })?
+            $(fn body(&self) -> Option<RequestBody<'_>> {
+                let $s = self;
+                Some(RequestBody::Json(($body).to_string()))
+            })?
+        }
+        impl Call for $ty {
             #[allow(unused_variables)]
             fn describe(&self) -> String {
                 let $s = self;
@@ -48,16 +67,22 @@ macro_rules! endpoint {
             fn permission(&self) -> &'static str {
                 $perm
             }
-            $(fn query(&self) -> Vec<(&'static str, String)> {
-                let $s = self;
-                $query
-            })?
-            $(fn body(&self) -> Option<Value> {
-                let $s = self;
-                Some($body)
-            })?
         }
     };
+}
+
+/// `name=value&…`, form-encoded.
+fn encode_query(pairs: Vec<(&str, String)>) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        ser.append_pair(k, &v);
+    }
+    ser.finish()
+}
+
+/// Marks our result types as the crate's [`ApiResult`].
+macro_rules! api_result {
+    ($($ty:ty),* $(,)?) => { $(impl ApiResult for $ty {})* };
 }
 
 // ---------- zones ----------
@@ -78,7 +103,7 @@ pub struct ListZones {
     /// Zone apex name.
     pub name: String,
 }
-endpoint!(ListZones, Vec<Zone>, Method::GET, perm::ZONE_READ, |s|
+endpoint!(ListZones, List<Zone>, Method::GET, perm::ZONE_READ, |s|
     path: "zones".into(),
     describe: format!("look up zone {}", s.name),
     query: vec![("name", s.name.clone()), ("account.id", s.account.clone())]);
@@ -106,29 +131,96 @@ pub struct Tunnel {
     pub connections: Vec<Value>,
 }
 
-/// `GET /accounts/{account_id}/cfd_tunnel?name=…&is_deleted=false`
-pub struct ListTunnels {
+/// `GET /accounts/{account_id}/cfd_tunnel/{tunnel_id}`: the tunnel with the
+/// fields the crate's `Tunnel` leaves out (`config_src`, `status`).
+pub struct GetTunnel {
     /// Account id.
     pub account: String,
-    /// Exact name.
-    pub name: String,
+    /// Tunnel id.
+    pub tunnel_id: String,
 }
-endpoint!(ListTunnels, Vec<Tunnel>, Method::GET, perm::TUNNEL, |s|
-    path: format!("accounts/{}/cfd_tunnel", s.account),
-    describe: format!("list tunnels named {}", s.name),
-    query: vec![("name", s.name.clone()), ("is_deleted", "false".into())]);
+endpoint!(GetTunnel, Tunnel, Method::GET, perm::TUNNEL, |s|
+    path: format!("accounts/{}/cfd_tunnel/{}", s.account, s.tunnel_id),
+    describe: format!("get tunnel {}", s.tunnel_id));
 
-/// `POST /accounts/{account_id}/cfd_tunnel`
-pub struct CreateTunnel {
-    /// Account id.
-    pub account: String,
-    /// Name.
-    pub name: String,
+/// The crate's `ListTunnels` for the non-deleted tunnels named `name`.
+pub fn list_tunnels<'a>(account: &'a str, name: &str) -> cfd::list_tunnels::ListTunnels<'a> {
+    cfd::list_tunnels::ListTunnels {
+        account_identifier: account,
+        params: cfd::list_tunnels::Params {
+            name: Some(name.to_string()),
+            is_deleted: Some(false),
+            ..Default::default()
+        },
+    }
 }
-endpoint!(CreateTunnel, Tunnel, Method::POST, perm::TUNNEL, |s|
-    path: format!("accounts/{}/cfd_tunnel", s.account),
-    describe: format!("create tunnel {}", s.name),
-    body: json!({"name": s.name, "config_src": "cloudflare"}));
+
+impl Call for cfd::list_tunnels::ListTunnels<'_> {
+    fn describe(&self) -> String {
+        format!(
+            "list tunnels named {}",
+            self.params.name.as_deref().unwrap_or("(any)")
+        )
+    }
+    fn permission(&self) -> &'static str {
+        perm::TUNNEL
+    }
+}
+
+/// The secret a new tunnel is created with. For a remotely managed tunnel
+/// it only ever travels inside the tunnel token the API hands out, so it is
+/// random, held in memory for the one call and wiped on drop.
+pub struct TunnelSecret(Vec<u8>);
+
+impl TunnelSecret {
+    /// 32 random bytes (the API's minimum).
+    pub fn random() -> Self {
+        let mut b = vec![0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        Self(b)
+    }
+}
+
+impl Drop for TunnelSecret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: `b` is a valid, exclusive reference into the buffer;
+            // the volatile write keeps the compiler from eliding the wipe.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// The crate's `CreateTunnel` for a remotely managed tunnel.
+pub fn create_tunnel<'a>(
+    account: &'a str,
+    name: &'a str,
+    secret: &'a TunnelSecret,
+) -> cfd::create_tunnel::CreateTunnel<'a> {
+    cfd::create_tunnel::CreateTunnel {
+        account_identifier: account,
+        params: cfd::create_tunnel::Params {
+            name,
+            tunnel_secret: &secret.0,
+            config_src: &cfd::ConfigurationSrc::Cloudflare,
+            metadata: None,
+        },
+    }
+}
+
+impl Call for cfd::create_tunnel::CreateTunnel<'_> {
+    fn describe(&self) -> String {
+        format!("create tunnel {}", self.params.name)
+    }
+    fn permission(&self) -> &'static str {
+        perm::TUNNEL
+    }
+}
+
+/// A tunnel token (the value of cloudflared's `TUNNEL_TOKEN`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct TunnelToken(pub SecretField);
 
 /// `GET /accounts/{account_id}/cfd_tunnel/{tunnel_id}/token`
 pub struct GetTunnelToken {
@@ -137,7 +229,7 @@ pub struct GetTunnelToken {
     /// Tunnel id.
     pub tunnel_id: String,
 }
-endpoint!(GetTunnelToken, String, Method::GET, perm::TUNNEL, |s|
+endpoint!(GetTunnelToken, TunnelToken, Method::GET, perm::TUNNEL, |s|
     path: format!("accounts/{}/cfd_tunnel/{}/token", s.account, s.tunnel_id),
     describe: format!("get the token of tunnel {}", s.tunnel_id));
 
@@ -207,7 +299,7 @@ pub struct ListDnsRecords {
     /// Exact name.
     pub name: String,
 }
-endpoint!(ListDnsRecords, Vec<DnsRecord>, Method::GET, perm::DNS, |s|
+endpoint!(ListDnsRecords, List<DnsRecord>, Method::GET, perm::DNS, |s|
     path: format!("zones/{}/dns_records", s.zone),
     describe: format!("list DNS records named {}", s.name),
     query: vec![("name", s.name.clone())]);
@@ -315,7 +407,7 @@ pub struct ListAccessApps {
     /// Account id.
     pub account: String,
 }
-endpoint!(ListAccessApps, Vec<AccessApp>, Method::GET, perm::ACCESS_APPS, |s|
+endpoint!(ListAccessApps, List<AccessApp>, Method::GET, perm::ACCESS_APPS, |s|
     path: format!("accounts/{}/access/apps", s.account),
     describe: "list Access applications".into());
 
@@ -403,7 +495,7 @@ pub struct ListAccessPolicies {
     /// App id.
     pub app_id: String,
 }
-endpoint!(ListAccessPolicies, Vec<AccessPolicy>, Method::GET, perm::ACCESS_APPS, |s|
+endpoint!(ListAccessPolicies, List<AccessPolicy>, Method::GET, perm::ACCESS_APPS, |s|
     path: format!("accounts/{}/access/apps/{}/policies", s.account, s.app_id),
     describe: format!("list policies of Access application {}", s.app_id));
 
@@ -446,9 +538,16 @@ pub struct DeleteAccessPolicy {
     /// Policy id.
     pub id: String,
 }
-endpoint!(DeleteAccessPolicy, Value, Method::DELETE, perm::ACCESS_APPS, |s|
+endpoint!(DeleteAccessPolicy, IdOnly, Method::DELETE, perm::ACCESS_APPS, |s|
     path: format!("accounts/{}/access/apps/{}/policies/{}", s.account, s.app_id, s.id),
     describe: format!("delete foreign policy {} from our Access application {}", s.id, s.app_id));
+
+/// The result of a DELETE that answers with the id.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdOnly {
+    /// Id of the deleted object.
+    pub id: String,
+}
 
 /// A service token as listed (no secret).
 #[derive(Debug, Clone, Deserialize)]
@@ -465,7 +564,7 @@ pub struct ServiceToken {
 }
 
 /// A service token with its secret (create and rotate responses only).
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ServiceTokenWithSecret {
     /// Id.
     pub id: String,
@@ -478,7 +577,7 @@ pub struct ServiceTokenWithSecret {
 }
 
 /// A secret field of a response.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SecretField(pub SecretString);
 
 impl<'de> Deserialize<'de> for SecretField {
@@ -492,7 +591,7 @@ pub struct ListServiceTokens {
     /// Account id.
     pub account: String,
 }
-endpoint!(ListServiceTokens, Vec<ServiceToken>, Method::GET, perm::ACCESS_TOKENS, |s|
+endpoint!(ListServiceTokens, List<ServiceToken>, Method::GET, perm::ACCESS_TOKENS, |s|
     path: format!("accounts/{}/access/service_tokens", s.account),
     describe: "list Access service tokens".into());
 
@@ -585,7 +684,7 @@ pub struct ListHyperdrive {
     /// Account id.
     pub account: String,
 }
-endpoint!(ListHyperdrive, Vec<HyperdriveConfig>, Method::GET, perm::HYPERDRIVE, |s|
+endpoint!(ListHyperdrive, List<HyperdriveConfig>, Method::GET, perm::HYPERDRIVE, |s|
     path: format!("accounts/{}/hyperdrive/configs", s.account),
     describe: "list Hyperdrive configs".into());
 
@@ -615,60 +714,251 @@ endpoint!(UpdateHyperdrive, HyperdriveConfig, Method::PUT, perm::HYPERDRIVE, |s|
     describe: format!("update Hyperdrive config {}", s.config.name),
     body: s.config.json());
 
-// ---------- Workers secrets ----------
+api_result!(
+    Zone,
+    Tunnel,
+    TunnelToken,
+    TunnelConfiguration,
+    DnsRecord,
+    AccessApp,
+    AccessPolicy,
+    IdOnly,
+    ServiceToken,
+    ServiceTokenWithSecret,
+    HyperdriveConfig,
+);
 
-/// A Worker secret as listed (name and type only).
-#[derive(Debug, Clone, Deserialize)]
-pub struct WorkerSecret {
-    /// Name.
-    pub name: String,
-    /// `secret_text`.
-    #[serde(rename = "type", default)]
-    pub kind: String,
+// ---------- Workers secrets (the crate's endpoints) ----------
+
+/// The crate's `ListSecrets`.
+pub fn list_worker_secrets<'a>(account: &'a str, script: &'a str) -> workers::ListSecrets<'a> {
+    workers::ListSecrets {
+        account_identifier: account,
+        script_name: script,
+    }
 }
 
-/// `GET /accounts/{account_id}/workers/scripts/{script}/secrets`
-pub struct ListWorkerSecrets {
-    /// Account id.
-    pub account: String,
-    /// Script name.
-    pub script: String,
+impl Call for workers::ListSecrets<'_> {
+    fn describe(&self) -> String {
+        format!("list secrets of Worker {}", self.script_name)
+    }
+    fn permission(&self) -> &'static str {
+        perm::WORKERS
+    }
 }
-endpoint!(ListWorkerSecrets, Vec<WorkerSecret>, Method::GET, perm::WORKERS, |s|
-    path: format!("accounts/{}/workers/scripts/{}/secrets", s.account, s.script),
-    describe: format!("list secrets of Worker {}", s.script));
 
-/// `PUT /accounts/{account_id}/workers/scripts/{script}/secrets`
-pub struct PutWorkerSecret {
-    /// Account id.
-    pub account: String,
-    /// Script name.
-    pub script: String,
-    /// Secret name.
-    pub name: String,
-    /// Value.
-    pub value: SecretString,
+/// The crate's `CreateSecret` (a PUT that creates or replaces).
+pub fn put_worker_secret<'a>(
+    account: &'a str,
+    script: &'a str,
+    name: &str,
+    value: &SecretString,
+) -> workers::CreateSecret<'a> {
+    workers::CreateSecret {
+        account_identifier: account,
+        script_name: script,
+        params: workers::CreateSecretParams {
+            name: name.to_string(),
+            text: value.expose().to_string(),
+            secret_type: "secret_text".into(),
+        },
+    }
 }
-endpoint!(PutWorkerSecret, Value, Method::PUT, perm::WORKERS, |s|
-    path: format!("accounts/{}/workers/scripts/{}/secrets", s.account, s.script),
-    describe: format!("set secret {} of Worker {}", s.name, s.script),
-    body: json!({"name": s.name, "text": s.value.expose(), "type": "secret_text"}));
 
-/// `DELETE /accounts/{account_id}/workers/scripts/{script}/secrets/{name}`
-pub struct DeleteWorkerSecret {
-    /// Account id.
-    pub account: String,
-    /// Script name.
-    pub script: String,
-    /// Secret name.
-    pub name: String,
+impl Call for workers::CreateSecret<'_> {
+    fn describe(&self) -> String {
+        format!(
+            "set secret {} of Worker {}",
+            self.params.name, self.script_name
+        )
+    }
+    fn permission(&self) -> &'static str {
+        perm::WORKERS
+    }
 }
-endpoint!(DeleteWorkerSecret, Value, Method::DELETE, perm::WORKERS, |s|
-    path: format!("accounts/{}/workers/scripts/{}/secrets/{}", s.account, s.script, s.name),
-    describe: format!("delete secret {} of Worker {}", s.name, s.script));
 
-/// Path of a Workers KV value.
-pub fn kv_value_path(account: &str, namespace: &str, key: &str) -> String {
-    let enc: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
-    format!("accounts/{account}/storage/kv/namespaces/{namespace}/values/{enc}")
+/// The crate's `DeleteSecret`.
+pub fn delete_worker_secret<'a>(
+    account: &'a str,
+    script: &'a str,
+    name: &'a str,
+) -> workers::DeleteSecret<'a> {
+    workers::DeleteSecret {
+        account_identifier: account,
+        script_name: script,
+        secret_name: name,
+    }
+}
+
+impl Call for workers::DeleteSecret<'_> {
+    fn describe(&self) -> String {
+        format!(
+            "delete secret {} of Worker {}",
+            self.secret_name, self.script_name
+        )
+    }
+    fn permission(&self) -> &'static str {
+        perm::WORKERS
+    }
+}
+
+// ---------- Workers KV (the crate's endpoints) ----------
+
+/// The crate's `ReadKey` (a raw body, not an envelope).
+pub fn read_kv<'a>(
+    account: &'a str,
+    namespace: &'a str,
+    key: &'a str,
+) -> workerskv::read_key::ReadKey<'a> {
+    workerskv::read_key::ReadKey {
+        account_identifier: account,
+        namespace_identifier: namespace,
+        key,
+    }
+}
+
+impl Call for workerskv::read_key::ReadKey<'_> {
+    fn describe(&self) -> String {
+        format!("read KV key {}", self.key)
+    }
+    fn permission(&self) -> &'static str {
+        perm::KV
+    }
+}
+
+/// The crate's `WriteKey` with a plain value.
+pub fn write_kv<'a>(
+    account: &'a str,
+    namespace: &'a str,
+    key: &'a str,
+    value: Vec<u8>,
+) -> workerskv::write_key::WriteKey<'a> {
+    workerskv::write_key::WriteKey {
+        account_identifier: account,
+        namespace_identifier: namespace,
+        key,
+        params: Default::default(),
+        body: workerskv::write_key::WriteKeyBody::Value(value),
+    }
+}
+
+impl Call for workerskv::write_key::WriteKey<'_> {
+    fn describe(&self) -> String {
+        format!("write KV key {}", self.key)
+    }
+    fn permission(&self) -> &'static str {
+        perm::KV
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::*;
+
+    fn json_body<E: EndpointSpec>(ep: &E) -> Value {
+        match ep.body() {
+            Some(RequestBody::Json(s)) => serde_json::from_str(&s).unwrap(),
+            _ => panic!("expected a JSON body"),
+        }
+    }
+
+    #[test]
+    fn crate_tunnel_endpoints_send_the_documented_request() {
+        let list = list_tunnels("acc", "shop tunnel");
+        assert_eq!(list.method(), Method::GET);
+        assert_eq!(list.path(), "accounts/acc/cfd_tunnel");
+        assert_eq!(
+            list.query().as_deref(),
+            Some("name=shop+tunnel&is_deleted=false")
+        );
+        assert_eq!(list.permission(), perm::TUNNEL);
+
+        let secret = TunnelSecret::random();
+        let create = create_tunnel("acc", "shop-tunnel", &secret);
+        assert_eq!(create.method(), Method::POST);
+        assert_eq!(create.path(), "accounts/acc/cfd_tunnel");
+        let body = json_body(&create);
+        assert_eq!(body["name"], "shop-tunnel");
+        assert_eq!(body["config_src"], "cloudflare");
+        assert!(body.get("metadata").is_none(), "{body}");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(body["tunnel_secret"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(raw.len(), 32);
+        let other = json_body(&create_tunnel("acc", "x", &TunnelSecret::random()));
+        assert_ne!(body["tunnel_secret"], other["tunnel_secret"]);
+    }
+
+    #[test]
+    fn crate_secret_and_kv_endpoints_send_the_documented_request() {
+        let put = put_worker_secret("acc", "edge", "API_KEY", &SecretString::new("v"));
+        assert_eq!(put.method(), Method::PUT);
+        assert_eq!(put.path(), "accounts/acc/workers/scripts/edge/secrets");
+        assert_eq!(
+            json_body(&put),
+            json!({"name": "API_KEY", "text": "v", "type": "secret_text"})
+        );
+        // Messages name the secret, never its value.
+        assert_eq!(put.describe(), "set secret API_KEY of Worker edge");
+        let del = delete_worker_secret("acc", "edge", "API_KEY");
+        assert_eq!(del.method(), Method::DELETE);
+        assert_eq!(
+            del.path(),
+            "accounts/acc/workers/scripts/edge/secrets/API_KEY"
+        );
+
+        let read = read_kv("acc", "ns", "secret-digests/edge");
+        assert_eq!(
+            read.path(),
+            "accounts/acc/storage/kv/namespaces/ns/values/secret-digests%2Fedge"
+        );
+        let write = write_kv("acc", "ns", "k", b"{}".to_vec());
+        assert_eq!(write.method(), Method::PUT);
+        assert!(matches!(write.body(), Some(RequestBody::Raw(b)) if b == b"{}"));
+        assert_eq!(write.query().as_deref().unwrap_or(""), "");
+    }
+
+    #[test]
+    fn our_endpoints_encode_query_and_body() {
+        let z = ListZones {
+            account: "a b".into(),
+            name: "shop.example".into(),
+        };
+        assert_eq!(
+            z.query().as_deref(),
+            Some("name=shop.example&account.id=a+b")
+        );
+        assert!(z.body().is_none());
+        let d = CreateDnsRecord {
+            zone: "z".into(),
+            record: CnameBody {
+                name: "api.shop.example".into(),
+                content: "t.cfargotunnel.com".into(),
+                comment: "managed-by=shopedge".into(),
+            },
+        };
+        assert_eq!(d.path(), "zones/z/dns_records");
+        let b = json_body(&d);
+        assert_eq!(b["type"], "CNAME");
+        assert_eq!(b["proxied"], true);
+        assert_eq!(b["comment"], "managed-by=shopedge");
+    }
+
+    #[test]
+    fn results_decode_from_documented_shapes() {
+        let l: List<Zone> = serde_json::from_value(
+            json!([{"id": "z1", "name": "shop.example", "status": "active"}]),
+        )
+        .unwrap();
+        assert_eq!(l.0[0].id, "z1");
+        let t: TunnelToken = serde_json::from_value(json!("eyJhIjoi")).unwrap();
+        assert_eq!(format!("{t:?}"), "TunnelToken(SecretField(<redacted>))");
+        assert_eq!(t.0 .0.expose(), "eyJhIjoi");
+        let s: ServiceTokenWithSecret = serde_json::from_value(json!({
+            "id": "i", "name": "n", "client_id": "c.access", "client_secret": "s3cr3t"}))
+        .unwrap();
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+    }
 }

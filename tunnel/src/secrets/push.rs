@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::digest::DigestKey;
 use super::store::SecretMap;
 use crate::api::endpoints::{
-    kv_value_path, perm, DeleteWorkerSecret, ListWorkerSecrets, PutWorkerSecret,
+    delete_worker_secret, list_worker_secrets, put_worker_secret, read_kv, write_kv,
 };
 use crate::api::{ApiError, Client};
 
@@ -108,12 +108,9 @@ pub fn plan_push(
     items
 }
 
-fn digest_key_path(t: &PushTarget, ns: &DigestStore) -> String {
-    kv_value_path(
-        &t.account,
-        &ns.namespace,
-        &format!("secret-digests/{}", t.script),
-    )
+/// KV key of a Worker's secret digests.
+fn digest_key(t: &PushTarget) -> String {
+    format!("secret-digests/{}", t.script)
 }
 
 /// Reads the Worker's secret names and the last digests (read-only).
@@ -122,22 +119,16 @@ pub async fn observe(
     target: &PushTarget,
 ) -> Result<(BTreeSet<String>, BTreeMap<String, String>), ApiError> {
     let remote = client
-        .send(&ListWorkerSecrets {
-            account: target.account.clone(),
-            script: target.script.clone(),
-        })
+        .send(&list_worker_secrets(&target.account, &target.script))
         .await?
         .into_iter()
         .map(|s| s.name)
         .collect();
     let mut last = BTreeMap::new();
     if let Some(ns) = &target.digests {
+        let key = digest_key(target);
         if let Some(bytes) = client
-            .get_raw(
-                "read secret digests",
-                &digest_key_path(target, ns),
-                perm::KV,
-            )
+            .read_bytes(&read_kv(&target.account, &ns.namespace, &key))
             .await?
         {
             // A corrupt digest document just means "unknown": push everything.
@@ -163,23 +154,23 @@ pub async fn execute(
             PushAction::Create | PushAction::Update => {
                 if let Some(value) = local.get(&item.name) {
                     client
-                        .send(&PutWorkerSecret {
-                            account: target.account.clone(),
-                            script: target.script.clone(),
-                            name: item.name.clone(),
-                            value: value.clone(),
-                        })
+                        .send(&put_worker_secret(
+                            &target.account,
+                            &target.script,
+                            &item.name,
+                            value,
+                        ))
                         .await?;
                     writes += 1;
                 }
             }
             PushAction::Delete => {
                 client
-                    .send(&DeleteWorkerSecret {
-                        account: target.account.clone(),
-                        script: target.script.clone(),
-                        name: item.name.clone(),
-                    })
+                    .send(&delete_worker_secret(
+                        &target.account,
+                        &target.script,
+                        &item.name,
+                    ))
                     .await?;
                 writes += 1;
             }
@@ -194,13 +185,9 @@ pub async fn execute(
                 .map(|(k, v)| (k.clone(), key.digest(k, v)))
                 .collect();
             let body = serde_json::to_vec(&digests).unwrap_or_default();
+            let key = digest_key(target);
             client
-                .put_raw(
-                    "write secret digests",
-                    &digest_key_path(target, ns),
-                    body,
-                    perm::KV,
-                )
+                .send(&write_kv(&target.account, &ns.namespace, &key, body))
                 .await?;
         }
     }
