@@ -1391,3 +1391,459 @@ fn github_workflows_pass_the_structural_check() {
         eprintln!("notice: actionlint not on PATH; the structural check above ran instead");
     }
 }
+
+// ---------- Workers VPC (worker_binding = "workers_vpc") ----------
+
+/// [`SPEC`] with Medusa reached through a Workers VPC service.
+fn spec_vpc() -> String {
+    SPEC.replace(
+        "worker_script = \"shopedge-edge-production\"\n",
+        "worker_script = \"shopedge-edge-production\"\nworker_binding = \"workers_vpc\"\n",
+    )
+}
+
+impl World {
+    async fn new_vpc() -> World {
+        let w = World::new().await;
+        w.write_spec(&spec_vpc());
+        w
+    }
+
+    fn write_spec(&self, text: &str) {
+        let path = self.repo.path().join("infra/apps/cloudflared/tunnel.toml");
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Asserts the Workers VPC layout: one tunnel publishing Postgres only,
+    /// one VPC service on it for Medusa, no Medusa DNS record or Access app.
+    fn assert_converged_vpc(&self) -> String {
+        let st = self.fake.state();
+        let tunnels: Vec<_> = st
+            .live_tunnels()
+            .into_iter()
+            .filter(|t| t.name == "shop-tunnel")
+            .collect();
+        assert_eq!(tunnels.len(), 1, "one tunnel");
+        let t = tunnels[0];
+        let ingress = t.config.as_ref().expect("configured")["ingress"].clone();
+        assert_eq!(
+            ingress,
+            serde_json::json!([
+                {"hostname": "pg-origin.example.com", "service": "tcp://pg-rw.data.svc.cluster.local:5432"},
+                {"service": "http_status:404"}
+            ])
+        );
+        assert!(
+            !st.dns.iter().any(|r| r.name == "medusa-origin.example.com"),
+            "no Medusa record"
+        );
+        let recs: Vec<_> = st
+            .dns
+            .iter()
+            .filter(|r| {
+                r.zone == self.zone_id
+                    && r.comment.as_deref().is_some_and(|c| c.contains("shopedge"))
+            })
+            .collect();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0].name, "pg-origin.example.com");
+        assert_eq!(st.apps.len(), 1);
+        assert_eq!(st.apps[0].body["name"], "shop-postgres");
+        assert_eq!(st.service_tokens.len(), 1, "Postgres stays behind Access");
+        assert_eq!(st.hyperdrive.len(), 1);
+        assert_eq!(
+            st.hyperdrive[0].body["origin"]["host"],
+            "pg-origin.example.com"
+        );
+        let ours: Vec<_> = st
+            .vpc_services
+            .iter()
+            .filter(|v| v.body["name"] == "shop-medusa")
+            .collect();
+        assert_eq!(ours.len(), 1, "one VPC service of our name");
+        let v = ours[0];
+        assert_eq!(v.account, ACCOUNT);
+        assert_eq!(
+            v.body,
+            serde_json::json!({
+                "name": "shop-medusa", "type": "http", "http_port": 9000,
+                "host": {"hostname": "medusa.medusa.svc.cluster.local",
+                         "resolver_network": {"tunnel_id": t.id}}
+            })
+        );
+        v.id.clone()
+    }
+}
+
+#[tokio::test]
+async fn workers_vpc_first_run_creates_tunnel_and_service_and_second_run_changes_nothing() {
+    let w = World::new_vpc().await;
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout
+            .contains("did: create Workers VPC service shop-medusa"),
+        "{}",
+        o.stdout
+    );
+    let id = w.assert_converged_vpc();
+    // The wrangler.toml entry to add, with the new id.
+    let snippet =
+        format!("[[env.production.vpc_services]]\nbinding = \"MEDUSA_VPC\"\nservice_id = \"{id}\"");
+    assert!(o.stdout.contains(&snippet), "{}", o.stdout);
+    let m: Vec<String> = w
+        .fake
+        .mutating()
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    // tunnel, config, pg CNAME, VPC service, token, pg app + policy, Hyperdrive.
+    assert_eq!(m.len(), 8, "{m:#?}");
+    assert_eq!(
+        m.iter()
+            .filter(|l| l.contains("connectivity/directory/services"))
+            .count(),
+        1
+    );
+    assert!(!m.iter().any(|l| l.contains("medusa")), "{m:#?}");
+
+    w.fake.clear_log();
+    let o = w.tunnel(&["up", "--output", "json"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(w.fake.mutating().is_empty(), "{:#?}", w.fake.mutating());
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["actions"], serde_json::json!([]));
+    assert_eq!(v["vpc_service"]["service_id"], id.as_str());
+    assert_eq!(v["vpc_service"]["binding"], "MEDUSA_VPC");
+
+    let o = w.tunnel(&["status", "--output", "json"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["pending"], serde_json::json!([]));
+    assert_eq!(v["vpc_service"]["name"], "shop-medusa");
+    assert_eq!(v["vpc_service"]["service_id"], id.as_str());
+    assert!(v["vpc_service"]["wrangler_toml"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("service_id = \"{id}\"")));
+    let o = w.tunnel(&["status"]).await;
+    assert!(o.stdout.contains("in sync"), "{}", o.stdout);
+    assert!(o.stdout.contains(&snippet), "{}", o.stdout);
+    assert!(w.fake.mutating().is_empty());
+
+    // Access mode's JSON does not grow the field.
+    let a = World::new().await;
+    let o = a.tunnel(&["up", "--dry-run", "--output", "json"]).await;
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(v.get("vpc_service").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn workers_vpc_dry_run_says_the_id_comes_later() {
+    let w = World::new_vpc().await;
+    let o = w.tunnel(&["up", "--dry-run"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout
+            .contains("would: create Workers VPC service shop-medusa"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("does not exist yet"), "{}", o.stdout);
+    assert!(w.fake.mutating().is_empty());
+    assert!(w.fake.state().vpc_services.is_empty());
+}
+
+#[tokio::test]
+async fn workers_vpc_drift_is_repaired_and_other_services_are_left_alone() {
+    let w = World::new_vpc().await;
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    let id = w.assert_converged_vpc();
+    let (tunnel_id, other_tunnel) = {
+        let st = w.fake.state();
+        (
+            st.live_tunnels()[0].id.clone(),
+            "0191dce4-9ab4-7fce-b660-8e5dec5172da".to_string(),
+        )
+    };
+    // Someone else's service on our tunnel, and another tunnel they use.
+    {
+        let mut st = w.fake.state();
+        let mut t = st.tunnels[0].clone();
+        t.id = other_tunnel.clone();
+        t.name = "someone-elses".into();
+        st.tunnels.push(t);
+        st.vpc_services
+            .push(shopedge_tests::cloudflare_fake::VpcService {
+                id: "11111111-2222-3333-4444-555555555555".into(),
+                account: ACCOUNT.into(),
+                body: serde_json::json!({"name": "billing", "type": "http", "http_port": 8080,
+                    "host": {"ipv4": "10.0.0.7", "network": {"tunnel_id": tunnel_id}}}),
+                created_at: "2026-01-01T00:00:00Z".into(),
+                updated_at: "2026-01-01T00:00:00Z".into(),
+            });
+    }
+    type Drift = Box<dyn Fn(&mut Value)>;
+    let drifts: Vec<(&str, Drift)> = vec![
+        (
+            "port",
+            Box::new(|b: &mut Value| b["http_port"] = 8080.into()),
+        ),
+        (
+            "https added",
+            Box::new(|b: &mut Value| b["https_port"] = 443.into()),
+        ),
+        (
+            "another tunnel",
+            Box::new(move |b: &mut Value| {
+                b["host"]["resolver_network"]["tunnel_id"] = other_tunnel.clone().into()
+            }),
+        ),
+    ];
+    for (what, drift) in drifts {
+        {
+            let mut st = w.fake.state();
+            let v = st.vpc_services.iter_mut().find(|v| v.id == id).unwrap();
+            drift(&mut v.body);
+        }
+        w.fake.clear_log();
+        let o = w.tunnel(&["up"]).await;
+        assert_eq!(o.code, 0, "{what}: {}", o.stderr);
+        let m = w.fake.mutating();
+        assert_eq!(m.len(), 1, "{what}: {m:#?}");
+        assert_eq!(m[0].method, "PUT");
+        assert_eq!(
+            m[0].path,
+            format!("accounts/{ACCOUNT}/connectivity/directory/services/{id}")
+        );
+        assert_eq!(
+            w.assert_converged_vpc(),
+            id,
+            "{what}: same service, repaired"
+        );
+        w.fake.clear_log();
+        assert_eq!(w.tunnel(&["up"]).await.code, 0);
+        assert!(w.fake.mutating().is_empty(), "{what}");
+    }
+    let st = w.fake.state();
+    let billing = st
+        .vpc_services
+        .iter()
+        .find(|v| v.body["name"] == "billing")
+        .unwrap();
+    assert_eq!(billing.body["http_port"], 8080, "never touched");
+}
+
+#[tokio::test]
+async fn workers_vpc_crash_after_every_mutating_call_converges() {
+    let total = {
+        let w = World::new_vpc().await;
+        assert_eq!(w.tunnel(&["up"]).await.code, 0);
+        w.fake.mutating().len()
+    };
+    assert!(total >= 8);
+    for n in 1..=total {
+        let w = World::new_vpc().await;
+        w.fake.crash_after_mutation(n);
+        tokio::select! {
+            o = w.tunnel(&["up"]) => panic!("run finished without reaching mutating call {n}: {}", o.stdout),
+            _ = w.fake.crashed() => {}
+        }
+        w.fake.clear_faults();
+        let o = w.tunnel(&["up"]).await;
+        assert_eq!(o.code, 0, "re-run after crash at {n}: {}", o.stderr);
+        w.assert_converged_vpc();
+        w.fake.clear_log();
+        let o = w.tunnel(&["up"]).await;
+        assert_eq!(o.code, 0);
+        assert!(
+            w.fake.mutating().is_empty(),
+            "after crash at {n}: {:#?}",
+            w.fake.mutating()
+        );
+    }
+}
+
+#[tokio::test]
+async fn switching_to_workers_vpc_unpublishes_medusa() {
+    let w = World::new().await;
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    w.assert_converged();
+    // A record of someone else's elsewhere in the zone stays.
+    w.fake
+        .state()
+        .add_dns(&w.zone_id, "A", "www.example.com", "192.0.2.1", None);
+    w.write_spec(&spec_vpc());
+    w.fake.clear_log();
+    let o = w.tunnel(&["up"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let m: Vec<String> = w
+        .fake
+        .mutating()
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    // Ingress without Medusa, the VPC service, our CNAME and app removed.
+    assert_eq!(m.len(), 4, "{m:#?}");
+    assert!(o
+        .stdout
+        .contains("delete our CNAME medusa-origin.example.com"));
+    assert!(o.stdout.contains("delete Access application shop-medusa"));
+    {
+        let st = w.fake.state();
+        assert!(st.dns.iter().any(|r| r.name == "www.example.com"));
+        // The app went with its policy.
+        assert!(st
+            .policies
+            .iter()
+            .all(|p| st.apps.iter().any(|a| a.id == p.app)));
+    }
+    w.assert_converged_vpc();
+    w.fake.clear_log();
+    assert_eq!(w.tunnel(&["up"]).await.code, 0);
+    assert!(w.fake.mutating().is_empty(), "{:#?}", w.fake.mutating());
+}
+
+#[tokio::test]
+async fn workers_vpc_without_connectivity_permission_changes_nothing() {
+    let w = World::new_vpc().await;
+    let scopes: Vec<Scope> = Scope::ALL
+        .iter()
+        .copied()
+        .filter(|s| *s != Scope::ConnectivityAdmin)
+        .collect();
+    w.fake.state().add_account_token(ACCOUNT, "no-vpc", &scopes);
+    let mut vars = w.vars();
+    vars.insert("CLOUDFLARE_API_TOKEN".into(), "no-vpc".into());
+    let o = w.tunnel_with(&["up"], vars).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("the missing one is \"Account: Connectivity Directory Admin\""),
+        "{}",
+        o.stderr
+    );
+    assert!(w.fake.mutating().is_empty(), "validation before any change");
+    // Access mode never needs it.
+    w.write_spec(SPEC);
+    let mut vars = w.vars();
+    vars.insert("CLOUDFLARE_API_TOKEN".into(), "no-vpc".into());
+    assert_eq!(w.tunnel_with(&["up"], vars).await.code, 0);
+}
+
+#[tokio::test]
+async fn fake_validates_vpc_services_as_documented() {
+    let fake = FakeCloudflare::start().await.unwrap();
+    let tunnel_id = {
+        let mut st = fake.state();
+        st.add_account_token(ACCOUNT, TOKEN, Scope::ALL);
+        st.add_account_token(ACCOUNT, "read-only", &[Scope::ConnectivityRead]);
+        st.tunnels.push(shopedge_tests::cloudflare_fake::Tunnel {
+            id: "0191dce4-9ab4-7fce-b660-8e5dec5172da".into(),
+            account: ACCOUNT.into(),
+            name: "t".into(),
+            config_src: "cloudflare".into(),
+            deleted: false,
+            config: None,
+            version: 0,
+            secret: String::new(),
+            connections: 0,
+        });
+        st.tunnels[0].id.clone()
+    };
+    let url = format!(
+        "{}accounts/{ACCOUNT}/connectivity/directory/services",
+        fake.base_url()
+    );
+    let http = reqwest::Client::new();
+    let post =
+        |token: &'static str, body: Value| http.post(&url).bearer_auth(token).json(&body).send();
+    let svc = |host: Value| serde_json::json!({"name": "svc", "type": "http", "http_port": 8080, "host": host});
+    let net = serde_json::json!({"tunnel_id": tunnel_id});
+    let bad_hosts = [
+        // Two shapes at once.
+        serde_json::json!({"ipv4": "10.0.0.1", "network": net, "hostname": "a.internal",
+                           "resolver_network": net}),
+        // hostname with network instead of resolver_network.
+        serde_json::json!({"hostname": "a.internal", "network": net}),
+        // IP without network.
+        serde_json::json!({"ipv4": "10.0.0.1"}),
+        // Not an address.
+        serde_json::json!({"ipv4": "not-an-ip", "network": net}),
+        serde_json::json!({"ipv6": "10.0.0.1", "network": net}),
+        // A tunnel that does not exist in the account.
+        serde_json::json!({"ipv4": "10.0.0.1",
+                           "network": {"tunnel_id": "99999999-9999-9999-9999-999999999999"}}),
+        serde_json::json!({}),
+        Value::Null,
+    ];
+    for host in bad_hosts {
+        let r = post(TOKEN, svc(host.clone())).await.unwrap();
+        assert_eq!(r.status(), 400, "{host}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["success"], false, "{host}");
+        assert!(v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid service"));
+    }
+    for body in [
+        serde_json::json!({"name": "svc", "type": "udp", "host": {"ipv4": "10.0.0.1", "network": net}}),
+        serde_json::json!({"name": "svc", "type": "http", "http_port": 0, "host": {"ipv4": "10.0.0.1", "network": net}}),
+        serde_json::json!({"name": "svc", "type": "http", "https_port": 70000, "host": {"ipv4": "10.0.0.1", "network": net}}),
+        serde_json::json!({"name": "svc", "type": "tcp", "host": {"ipv4": "10.0.0.1", "network": net}}),
+        serde_json::json!({"name": "", "type": "http", "host": {"ipv4": "10.0.0.1", "network": net}}),
+        serde_json::json!({"name": "svc", "type": "http", "host": {"ipv4": "10.0.0.1", "network": net},
+                           "tls_settings": {"cert_verification_mode": "sometimes"}}),
+    ] {
+        let r = post(TOKEN, body.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+    }
+    assert!(fake.state().vpc_services.is_empty());
+
+    // Each documented shape is accepted; names are unique.
+    let good = [
+        serde_json::json!({"ipv4": "10.0.0.1", "network": net}),
+        serde_json::json!({"ipv6": "fd00::1", "network": net}),
+        serde_json::json!({"ipv4": "10.0.0.1", "ipv6": "fd00::1", "network": net}),
+        serde_json::json!({"hostname": "a.internal", "resolver_network": net}),
+        serde_json::json!({"hostname": "a.internal",
+                           "resolver_network": {"tunnel_id": tunnel_id, "resolver_ips": ["10.0.0.53"]}}),
+    ];
+    for (i, host) in good.iter().enumerate() {
+        let mut b = svc(host.clone());
+        b["name"] = format!("svc-{i}").into();
+        let r = post(TOKEN, b).await.unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["result"]["host"], *host);
+        assert!(v["result"]["service_id"].as_str().is_some());
+        assert!(v["result"]["created_at"].as_str().is_some());
+    }
+    let dup = post(TOKEN, svc(good[0].clone())).await.unwrap();
+    assert_eq!(dup.status(), 200);
+    let dup = post(TOKEN, svc(good[0].clone())).await.unwrap();
+    assert_eq!(dup.status(), 409);
+
+    // A read-only token lists but cannot create.
+    let r = http
+        .get(format!("{url}?per_page=5&page=2"))
+        .bearer_auth("read-only")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result_info"]["total_count"], 6);
+    assert_eq!(v["result"].as_array().unwrap().len(), 1);
+    let r = post("read-only", svc(good[0].clone())).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], 10000);
+
+    // A deleted tunnel is not a target any more.
+    fake.state().tunnels[0].deleted = true;
+    let mut b = svc(good[0].clone());
+    b["name"] = "after-delete".into();
+    assert_eq!(post(TOKEN, b).await.unwrap().status(), 400);
+}

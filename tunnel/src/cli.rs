@@ -14,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::api::endpoints::perm;
 use crate::error::TunnelError;
 use crate::manifests;
-use crate::reconcile::{classify, Credentials, Reconciler};
+use crate::reconcile::{classify, Credentials, Reconciler, VpcServiceReport};
 use crate::secret::SecretString;
 use crate::secrets::digest::DigestKey;
 use crate::secrets::push::{self, DigestStore, PushAction, PushTarget};
@@ -229,6 +229,9 @@ impl TunnelCommand {
                 if report.actions.is_empty() {
                     io.out(&format!("tunnel {}: up to date", report.tunnel))?;
                 }
+                if let Some(v) = &report.vpc_service {
+                    print_vpc(io, v)?;
+                }
                 if !report.secrets_stored.is_empty() {
                     io.out("next: commit the secrets file and run `provisioner secrets push`")?;
                 }
@@ -253,6 +256,9 @@ impl TunnelCommand {
                 }
                 for a in &st.pending {
                     io.out(&format!("pending: {}", a.describe()))?;
+                }
+                if let Some(v) = &st.vpc_service {
+                    print_vpc(io, v)?;
                 }
                 Ok(())
             }
@@ -301,6 +307,24 @@ impl TunnelCommand {
     pub async fn run_exit_code(self, io: &mut CliIo<'_>) -> i32 {
         let r = self.run(io).await;
         report_exit(io, r)
+    }
+}
+
+/// The Workers VPC service's id and the wrangler.toml entry that binds it.
+fn print_vpc(io: &mut CliIo<'_>, v: &VpcServiceReport) -> Result<(), TunnelError> {
+    match (&v.service_id, &v.wrangler_toml) {
+        (Some(id), Some(snippet)) => {
+            io.out(&format!("Workers VPC service {} id={id}", v.name))?;
+            io.out(&format!(
+                "wrangler.toml needs (then deploy the Worker; the edge's medusa upstream uses service = \"{}\"):",
+                v.binding
+            ))?;
+            io.out(snippet.trim_end())
+        }
+        _ => io.out(&format!(
+            "Workers VPC service {} does not exist yet (its id is known after `provisioner tunnel up`)",
+            v.name
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ use crate::secrets::SecretsError;
 
 /// The permissions an API token needs for `provisioner tunnel up` and
 /// `provisioner secrets push`, as the Cloudflare dashboard names them.
-pub const REQUIRED_PERMISSIONS: &str = "Account: Cloudflare Tunnel Edit, Access: Apps and Policies Edit, Access: Service Tokens Edit, Zone: DNS Edit, Zone: Zone Read, Account: Workers Scripts Edit (and Hyperdrive Edit / Workers KV Storage Edit when used)";
+pub const REQUIRED_PERMISSIONS: &str = "Account: Cloudflare Tunnel Edit, Access: Apps and Policies Edit, Access: Service Tokens Edit, Zone: DNS Edit, Zone: Zone Read, Account: Workers Scripts Edit (and Hyperdrive Edit / Workers KV Storage Edit when used, Account: Connectivity Directory Admin for worker_binding = \"workers_vpc\")";
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

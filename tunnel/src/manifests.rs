@@ -15,6 +15,18 @@ use crate::spec::TunnelSpec;
 
 /// Pinned cloudflared image.
 pub const IMAGE: &str = "docker.io/cloudflare/cloudflared:2025.4.0";
+/// Pinned cloudflared image under `worker_binding = "workers_vpc"`: Workers
+/// VPC needs at least [`crate::spec::WORKERS_VPC_MIN_CLOUDFLARED`].
+pub const IMAGE_WORKERS_VPC: &str = "docker.io/cloudflare/cloudflared:2025.7.0";
+
+/// The image for a spec.
+pub fn image(spec: &TunnelSpec) -> &'static str {
+    if spec.uses_vpc() {
+        IMAGE_WORKERS_VPC
+    } else {
+        IMAGE
+    }
+}
 /// Namespace.
 pub const NAMESPACE: &str = "cloudflared";
 /// Name of the Secret holding the tunnel token (key `token`); created by the
@@ -50,7 +62,7 @@ fn selector() -> Value {
 pub fn render(spec: &TunnelSpec) -> Result<Vec<(String, String)>, TunnelError> {
     let docs: Vec<(&str, Value)> = vec![
         ("serviceaccount.yaml", service_account()),
-        ("deployment.yaml", deployment()),
+        ("deployment.yaml", deployment(spec)),
         ("pdb.yaml", pdb()),
         ("networkpolicy.yaml", network_policy(spec)),
     ];
@@ -119,7 +131,7 @@ fn service_account() -> Value {
     })
 }
 
-fn deployment() -> Value {
+fn deployment(spec: &TunnelSpec) -> Value {
     let probe = |initial: u32, period: u32, failure: u32| {
         json!({
             "httpGet": {"path": "/ready", "port": METRICS_PORT},
@@ -129,6 +141,16 @@ fn deployment() -> Value {
             "failureThreshold": failure,
         })
     };
+    let mut env = vec![
+        json!({"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": TOKEN_SECRET, "key": "token"}}}),
+        json!({"name": "TUNNEL_EDGE_IP_VERSION", "value": "6"}),
+    ];
+    if spec.uses_vpc() {
+        // Workers VPC traffic needs QUIC; with `auto`, a blocked UDP 7844
+        // would fall back to http2 and fail only at request time.
+        env.push(json!({"name": "TUNNEL_TRANSPORT_PROTOCOL", "value": "quic"}));
+    }
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -158,15 +180,11 @@ fn deployment() -> Value {
                     }},
                     "containers": [{
                         "name": "cloudflared",
-                        "image": IMAGE,
+                        "image": image(spec),
                         "imagePullPolicy": "IfNotPresent",
                         "args": ["tunnel", "--no-autoupdate", "--metrics",
                                  format!("0.0.0.0:{METRICS_PORT}"), "run"],
-                        "env": [
-                            {"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {
-                                "name": TOKEN_SECRET, "key": "token"}}},
-                            {"name": "TUNNEL_EDGE_IP_VERSION", "value": "6"},
-                        ],
+                        "env": env,
                         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                         "readinessProbe": probe(5, 10, 3),
                         "livenessProbe": probe(10, 10, 6),
@@ -251,5 +269,32 @@ mod tests {
         let dep = &files.iter().find(|f| f.0 == "deployment.yaml").unwrap().1;
         assert!(dep.contains(IMAGE) && !IMAGE.ends_with(":latest"));
         assert!(dep.contains("TUNNEL_EDGE_IP_VERSION"));
+        assert!(!dep.contains("TUNNEL_TRANSPORT_PROTOCOL"));
+    }
+
+    fn version(image: &str) -> Vec<u32> {
+        let tag = image.rsplit(':').next().unwrap();
+        tag.split('.').map(|p| p.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn workers_vpc_pins_a_recent_enough_cloudflared_on_quic() {
+        let spec = TunnelSpec::from_toml(
+            "cluster=\"c\"\nzone=\"example.com\"\nworker_binding=\"workers_vpc\"\n[medusa]\nnamespace=\"medusa\"\nservice=\"medusa\"\nport=9000\n",
+        )
+        .unwrap();
+        let min = version(&format!("x:{}", crate::spec::WORKERS_VPC_MIN_CLOUDFLARED));
+        assert!(version(image(&spec)) >= min, "{}", image(&spec));
+        let files = render(&spec).unwrap();
+        let dep = &files.iter().find(|f| f.0 == "deployment.yaml").unwrap().1;
+        assert!(dep.contains(IMAGE_WORKERS_VPC), "{dep}");
+        assert!(dep.contains("TUNNEL_TRANSPORT_PROTOCOL"), "{dep}");
+        // cloudflared still reaches Medusa's pods (the VPC service's target).
+        let np = &files
+            .iter()
+            .find(|f| f.0 == "networkpolicy.yaml")
+            .unwrap()
+            .1;
+        assert!(np.contains("port: 9000"), "{np}");
     }
 }

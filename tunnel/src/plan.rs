@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::api::endpoints::{
     AccessApp, AccessAppBody, AccessPolicy, DnsRecord, HyperdriveConfig, ServiceAuthPolicy,
-    ServiceToken, Tunnel,
+    ServiceToken, Tunnel, VpcService, VpcServiceBody,
 };
 use crate::error::TunnelError;
 use crate::spec::{ownership_comment, Origin, TunnelSpec};
@@ -32,6 +32,8 @@ pub struct Observed {
     pub policies: BTreeMap<String, Vec<AccessPolicy>>,
     /// Hyperdrive configs with our name.
     pub hyperdrive: Option<HyperdriveConfig>,
+    /// The Workers VPC service with our name (Workers VPC mode only).
+    pub vpc_service: Option<VpcService>,
     /// Whether the secrets file holds a usable secret for the observed token.
     pub token_secret_stored: bool,
     /// Current time, Unix seconds (for token expiry).
@@ -126,6 +128,23 @@ pub enum Action {
         id: String,
         reason: String,
     },
+    /// Create the Workers VPC service for Medusa.
+    CreateVpcService { name: String },
+    /// Replace our Workers VPC service (it has our name, so it is ours).
+    UpdateVpcService {
+        name: String,
+        id: String,
+        reason: String,
+    },
+    /// Delete our CNAME of a hostname no longer published (Medusa under
+    /// Workers VPC).
+    DeleteDnsRecord { hostname: String, id: String },
+    /// Delete our Access application of an origin no longer published.
+    DeleteAccessApp {
+        role: String,
+        id: String,
+        name: String,
+    },
 }
 
 impl Action {
@@ -160,6 +179,16 @@ impl Action {
             Action::UpdateHyperdrive { name, reason, .. } => {
                 format!("update Hyperdrive config {name} ({reason})")
             }
+            Action::CreateVpcService { name } => format!("create Workers VPC service {name}"),
+            Action::UpdateVpcService { name, reason, .. } => {
+                format!("update Workers VPC service {name} ({reason})")
+            }
+            Action::DeleteDnsRecord { hostname, .. } => {
+                format!("delete our CNAME {hostname} (Medusa is reached through Workers VPC)")
+            }
+            Action::DeleteAccessApp { role, name, .. } => {
+                format!("delete Access application {name} ({role} is reached through Workers VPC)")
+            }
         }
     }
 }
@@ -167,17 +196,26 @@ impl Action {
 /// The `service` URL of an origin.
 pub fn origin_service(role: &str, o: &Origin) -> String {
     let scheme = if role == "postgres" { "tcp" } else { "http" };
-    format!(
-        "{scheme}://{}.{}.svc.cluster.local:{}",
-        o.service, o.namespace, o.port
-    )
+    format!("{scheme}://{}:{}", TunnelSpec::cluster_host(o), o.port)
 }
 
-/// The tunnel configuration we want (we own the whole list).
+/// The Workers VPC service we want on tunnel `tunnel_id`: Medusa's
+/// in-cluster Service, the same one the Access-mode ingress rule targets.
+pub fn desired_vpc_service(spec: &TunnelSpec, tunnel_id: &str) -> VpcServiceBody {
+    VpcServiceBody {
+        name: spec.vpc_service_name(),
+        hostname: TunnelSpec::cluster_host(&spec.medusa),
+        tunnel_id: tunnel_id.to_string(),
+        http_port: spec.medusa.port,
+    }
+}
+
+/// The tunnel configuration we want (we own the whole list): an ingress rule
+/// per published origin (Workers VPC traffic needs none).
 pub fn desired_tunnel_config(spec: &TunnelSpec) -> Value {
     let or = &spec.origin_request;
     let mut ingress: Vec<Value> = spec
-        .origins()
+        .public_origins()
         .into_iter()
         .map(|(role, o)| json!({"hostname": o.hostname, "service": origin_service(role, o)}))
         .collect();
@@ -255,7 +293,7 @@ pub fn check_ownership(spec: &TunnelSpec, obs: &Observed) -> Result<(), TunnelEr
             )));
         }
     }
-    for (_, o) in spec.origins() {
+    for (_, o) in spec.public_origins() {
         for rec in obs.dns.get(&o.hostname).into_iter().flatten() {
             if !dns_is_ours(rec, &spec.cluster) {
                 return Err(TunnelError::ForeignDnsRecord {
@@ -267,7 +305,7 @@ pub fn check_ownership(spec: &TunnelSpec, obs: &Observed) -> Result<(), TunnelEr
             }
         }
     }
-    for (role, o) in spec.origins() {
+    for (role, o) in spec.public_origins() {
         find_app(spec, &obs.access_apps, role, &o.hostname)?;
     }
     Ok(())
@@ -300,7 +338,7 @@ pub fn plan(spec: &TunnelSpec, obs: &Observed) -> Result<Vec<Action>, TunnelErro
             }
         }
     }
-    for (_, o) in spec.origins() {
+    for (_, o) in spec.public_origins() {
         let ours: Vec<&DnsRecord> = obs.dns.get(&o.hostname).into_iter().flatten().collect();
         match (ours.first(), &obs.tunnel) {
             (None, _) => actions.push(Action::CreateDnsRecord {
@@ -314,8 +352,12 @@ pub fn plan(spec: &TunnelSpec, obs: &Observed) -> Result<Vec<Action>, TunnelErro
             }),
         }
     }
+    if spec.uses_vpc() {
+        plan_vpc_service(spec, obs, &mut actions);
+    }
     let mut token_changes = false;
     match &obs.service_token {
+        _ if !spec.uses_access() => {}
         None => {
             token_changes = true;
             actions.push(Action::CreateServiceToken {
@@ -344,7 +386,7 @@ pub fn plan(spec: &TunnelSpec, obs: &Observed) -> Result<Vec<Action>, TunnelErro
             }
         }
     }
-    for (role, o) in spec.origins() {
+    for (role, o) in spec.public_origins() {
         let body = AccessAppBody {
             name: spec.access_app_name(role),
             domain: o.hostname.clone(),
@@ -425,7 +467,70 @@ pub fn plan(spec: &TunnelSpec, obs: &Observed) -> Result<Vec<Action>, TunnelErro
             }
         }
     }
+    if spec.uses_vpc() {
+        plan_unpublish_medusa(spec, obs, &mut actions);
+    }
     Ok(actions)
+}
+
+/// Our Workers VPC service, found by name (names are unique in the account).
+/// A service of our name that differs from what we would create — another
+/// tunnel, host, port, an added HTTPS port, resolver IPs or TLS settings — is
+/// replaced with a PUT: the name `<cluster>-medusa` marks it as ours, as the
+/// tunnel's name does. Services of other names are never read further nor
+/// touched.
+fn plan_vpc_service(spec: &TunnelSpec, obs: &Observed, actions: &mut Vec<Action>) {
+    let name = spec.vpc_service_name();
+    match (&obs.vpc_service, &obs.tunnel) {
+        (None, _) => actions.push(Action::CreateVpcService { name }),
+        (Some(s), None) => actions.push(Action::UpdateVpcService {
+            name,
+            id: s.service_id.clone(),
+            reason: "new tunnel".into(),
+        }),
+        (Some(s), Some(t)) => {
+            if desired_vpc_service(spec, &t.id).matches(s) {
+                return;
+            }
+            let other_tunnel =
+                s.host["resolver_network"]["tunnel_id"].as_str() != Some(t.id.as_str());
+            actions.push(Action::UpdateVpcService {
+                name,
+                id: s.service_id.clone(),
+                reason: if other_tunnel {
+                    "it points at another tunnel or host".into()
+                } else {
+                    "configuration drifted".into()
+                },
+            });
+        }
+    }
+}
+
+/// Under Workers VPC, Medusa has no public hostname: our CNAME on the old
+/// `medusa.hostname` (found by our ownership mark) and our Access application
+/// `<cluster>-medusa` (found by name) are removed. Anyone else's record of
+/// that name is no concern of ours any more and is left alone.
+fn plan_unpublish_medusa(spec: &TunnelSpec, obs: &Observed, actions: &mut Vec<Action>) {
+    let host = &spec.medusa.hostname;
+    if !host.is_empty() {
+        for rec in obs.dns.get(host).into_iter().flatten() {
+            if dns_is_ours(rec, &spec.cluster) {
+                actions.push(Action::DeleteDnsRecord {
+                    hostname: host.clone(),
+                    id: rec.id.clone(),
+                });
+            }
+        }
+    }
+    let name = spec.access_app_name("medusa");
+    if let Some(app) = obs.access_apps.iter().find(|a| a.name == name) {
+        actions.push(Action::DeleteAccessApp {
+            role: "medusa".into(),
+            id: app.id.clone(),
+            name,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -530,6 +635,189 @@ port = 5432
             .unwrap()
             .iter()
             .any(|a| matches!(a, Action::RefreshServiceToken { .. })));
+    }
+
+    fn vpc_spec() -> TunnelSpec {
+        let mut s = spec();
+        s.worker_binding = crate::spec::WorkerBinding::WorkersVpc;
+        s.validate().unwrap();
+        s
+    }
+
+    fn tunnel(id: &str) -> Tunnel {
+        Tunnel {
+            id: id.into(),
+            name: "shop-tunnel".into(),
+            config_src: Some("cloudflare".into()),
+            deleted_at: None,
+            status: None,
+            connections: vec![],
+        }
+    }
+
+    fn vpc_read(body: &VpcServiceBody) -> VpcService {
+        let mut v = body.json();
+        v["service_id"] = json!("svc-1");
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn workers_vpc_plans_a_service_and_publishes_postgres_only() {
+        let s = vpc_spec();
+        let a = plan(&s, &Observed::default()).unwrap();
+        let kinds: Vec<String> = a.iter().map(|a| a.describe()).collect();
+        assert!(
+            a.contains(&Action::CreateVpcService {
+                name: "shop-medusa".into()
+            }),
+            "{kinds:#?}"
+        );
+        // Postgres keeps its CNAME and Access application; Medusa has none.
+        let dns: Vec<&Action> = a
+            .iter()
+            .filter(|a| matches!(a, Action::CreateDnsRecord { .. }))
+            .collect();
+        assert_eq!(
+            dns,
+            [&Action::CreateDnsRecord {
+                hostname: "pg.example.com".into()
+            }]
+        );
+        assert!(!a
+            .iter()
+            .any(|a| matches!(a, Action::CreateAccessApp { role, .. } if role == "medusa")));
+        assert!(a
+            .iter()
+            .any(|a| matches!(a, Action::CreateServiceToken { .. })));
+        let c = desired_tunnel_config(&s);
+        let ingress = c["ingress"].as_array().unwrap();
+        assert_eq!(ingress.len(), 2, "{c}");
+        assert_eq!(ingress[0]["hostname"], "pg.example.com");
+
+        // The service targets the same in-cluster Service as Access mode's
+        // ingress rule, on our tunnel.
+        let d = desired_vpc_service(&s, "t1");
+        assert_eq!(d.hostname, "medusa.medusa.svc.cluster.local");
+        assert_eq!(d.http_port, 9000);
+        assert_eq!(d.tunnel_id, "t1");
+        assert_eq!(d.name, "shop-medusa");
+    }
+
+    #[test]
+    fn workers_vpc_service_in_sync_drifted_or_on_another_tunnel() {
+        let s = vpc_spec();
+        let mut obs = Observed {
+            tunnel: Some(tunnel("t1")),
+            ..Observed::default()
+        };
+        let vpc_actions = |obs: &Observed| -> Vec<Action> {
+            plan(&s, obs)
+                .unwrap()
+                .into_iter()
+                .filter(|a| {
+                    matches!(
+                        a,
+                        Action::CreateVpcService { .. } | Action::UpdateVpcService { .. }
+                    )
+                })
+                .collect()
+        };
+        obs.vpc_service = Some(vpc_read(&desired_vpc_service(&s, "t1")));
+        assert!(vpc_actions(&obs).is_empty());
+
+        let mut drifted = desired_vpc_service(&s, "t1");
+        drifted.http_port = 80;
+        obs.vpc_service = Some(vpc_read(&drifted));
+        assert_eq!(
+            vpc_actions(&obs),
+            [Action::UpdateVpcService {
+                name: "shop-medusa".into(),
+                id: "svc-1".into(),
+                reason: "configuration drifted".into()
+            }]
+        );
+        // Our name on another tunnel (say, an older one of this cluster):
+        // ours, repointed.
+        obs.vpc_service = Some(vpc_read(&desired_vpc_service(&s, "t-old")));
+        assert!(matches!(
+            &vpc_actions(&obs)[..],
+            [Action::UpdateVpcService { reason, .. }] if reason.contains("another tunnel")
+        ));
+        // The tunnel is gone and will be recreated: the service follows it.
+        obs.tunnel = None;
+        assert!(matches!(
+            &vpc_actions(&obs)[..],
+            [Action::UpdateVpcService { reason, .. }] if reason == "new tunnel"
+        ));
+    }
+
+    #[test]
+    fn switching_to_workers_vpc_removes_our_medusa_record_and_app_only() {
+        let s = vpc_spec();
+        let cname = |id: &str, comment: Option<String>| DnsRecord {
+            id: id.into(),
+            kind: "CNAME".into(),
+            name: "api.example.com".into(),
+            content: "t1.cfargotunnel.com".into(),
+            proxied: Some(true),
+            comment,
+        };
+        let mut obs = Observed {
+            tunnel: Some(tunnel("t1")),
+            ..Observed::default()
+        };
+        obs.dns.insert(
+            "api.example.com".into(),
+            vec![cname("ours", Some(ownership_comment("shop")))],
+        );
+        obs.access_apps = vec![AccessApp {
+            id: "app-m".into(),
+            name: "shop-medusa".into(),
+            domain: "api.example.com".into(),
+            kind: "self_hosted".into(),
+            session_duration: None,
+            app_launcher_visible: None,
+            service_auth_401_redirect: None,
+        }];
+        let a = plan(&s, &obs).unwrap();
+        assert!(a.contains(&Action::DeleteDnsRecord {
+            hostname: "api.example.com".into(),
+            id: "ours".into()
+        }));
+        assert!(a.contains(&Action::DeleteAccessApp {
+            role: "medusa".into(),
+            id: "app-m".into(),
+            name: "shop-medusa".into()
+        }));
+        // Someone else's record on the old hostname is neither an error nor
+        // deleted.
+        obs.dns.insert(
+            "api.example.com".into(),
+            vec![cname("theirs", Some("the web team".into()))],
+        );
+        let a = plan(&s, &obs).unwrap();
+        assert!(!a
+            .iter()
+            .any(|a| matches!(a, Action::DeleteDnsRecord { .. })));
+    }
+
+    #[test]
+    fn workers_vpc_without_postgres_needs_no_service_token() {
+        let mut s = vpc_spec();
+        s.postgres = None;
+        s.medusa.hostname.clear();
+        s.validate().unwrap();
+        let a = plan(&s, &Observed::default()).unwrap();
+        assert_eq!(
+            a.iter().map(|a| a.describe()).collect::<Vec<_>>(),
+            [
+                "create tunnel shop-tunnel",
+                "put tunnel configuration (new tunnel)",
+                "create Workers VPC service shop-medusa"
+            ]
+        );
+        let c = desired_tunnel_config(&s);
+        assert_eq!(c["ingress"], json!([{"service": "http_status:404"}]));
     }
 
     #[test]

@@ -14,10 +14,14 @@ use url::Url;
 use crate::api::endpoints::*;
 use crate::api::{ApiError, Call, Client, ClientConfig, Listing, DEFAULT_BASE_URL};
 use crate::error::TunnelError;
-use crate::plan::{self, desired_tunnel_config, tunnel_target, Action, Observed};
+use crate::plan::{
+    self, desired_tunnel_config, desired_vpc_service, tunnel_target, Action, Observed,
+};
 use crate::secret::SecretString;
 use crate::secrets::{AgeKeys, SecretsFile};
-use crate::spec::{ownership_comment, TunnelSpec, ACCESS_CLIENT_ID, ACCESS_CLIENT_SECRET};
+use crate::spec::{
+    ownership_comment, TunnelSpec, ACCESS_CLIENT_ID, ACCESS_CLIENT_SECRET, VPC_BINDING,
+};
 
 /// API credentials, named as wrangler names them.
 #[derive(Debug, Clone)]
@@ -124,6 +128,44 @@ pub struct UpReport {
     pub dry_run: bool,
     /// Secrets written to the secrets file (names only).
     pub secrets_stored: Vec<String>,
+    /// The Workers VPC service (`worker_binding = "workers_vpc"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_service: Option<VpcServiceReport>,
+}
+
+/// Our Workers VPC service and how the Worker binds it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VpcServiceReport {
+    /// Service name (`<cluster>-medusa`).
+    pub name: String,
+    /// Service id (unknown in a dry run before it is created).
+    pub service_id: Option<String>,
+    /// The Worker binding name.
+    pub binding: String,
+    /// The wrangler.toml entry to add (when the id is known).
+    pub wrangler_toml: Option<String>,
+}
+
+impl VpcServiceReport {
+    fn new(spec: &TunnelSpec, service_id: Option<String>) -> Self {
+        Self {
+            name: spec.vpc_service_name(),
+            wrangler_toml: service_id
+                .as_deref()
+                .map(|id| wrangler_vpc_binding(&spec.environment, id)),
+            service_id,
+            binding: VPC_BINDING.to_string(),
+        }
+    }
+}
+
+/// The wrangler.toml entry binding the Medusa VPC service in environment
+/// `env` (bindings are not inherited by wrangler environments, so it goes
+/// under `env.<env>`, like the repo's other bindings).
+pub fn wrangler_vpc_binding(env: &str, service_id: &str) -> String {
+    format!(
+        "[[env.{env}.vpc_services]]\nbinding = \"{VPC_BINDING}\"\nservice_id = \"{service_id}\"\n"
+    )
 }
 
 /// The reconciler.
@@ -141,6 +183,7 @@ struct Ctx {
     token_secret: Option<SecretString>,
     app_ids: BTreeMap<String, String>,
     stored: Vec<String>,
+    vpc_service_id: Option<String>,
 }
 
 impl Reconciler {
@@ -232,33 +275,45 @@ impl Reconciler {
                 obs.tunnel_config = c.config.filter(|v| !v.is_null());
             }
         }
-        for (_, o) in spec.origins() {
+        // Published hostnames, and under Workers VPC the old Medusa hostname
+        // (to remove our record there).
+        let mut hostnames: Vec<&str> = spec
+            .public_origins()
+            .into_iter()
+            .map(|(_, o)| o.hostname.as_str())
+            .collect();
+        if spec.uses_vpc() && !spec.medusa.hostname.is_empty() {
+            hostnames.push(&spec.medusa.hostname);
+        }
+        for hostname in hostnames {
             let recs = self
                 .read_all(&ListDnsRecords {
                     zone: zone.id.clone(),
-                    name: o.hostname.clone(),
+                    name: hostname.to_string(),
                 })
                 .await?;
             let recs: Vec<_> = recs
                 .into_iter()
-                .filter(|r| r.name.eq_ignore_ascii_case(&o.hostname))
+                .filter(|r| r.name.eq_ignore_ascii_case(hostname))
                 .collect();
-            obs.dns.insert(o.hostname.clone(), recs);
+            obs.dns.insert(hostname.to_string(), recs);
         }
-        let tokens = self
-            .read_all(&ListServiceTokens {
-                account: self.account.clone(),
-            })
-            .await?;
-        obs.service_token = tokens
-            .into_iter()
-            .find(|t| t.name == spec.service_token_name());
+        if spec.uses_access() {
+            let tokens = self
+                .read_all(&ListServiceTokens {
+                    account: self.account.clone(),
+                })
+                .await?;
+            obs.service_token = tokens
+                .into_iter()
+                .find(|t| t.name == spec.service_token_name());
+        }
         obs.access_apps = self
             .read_all(&ListAccessApps {
                 account: self.account.clone(),
             })
             .await?;
-        for (role, _) in spec.origins() {
+        for (role, _) in spec.public_origins() {
             let name = spec.access_app_name(role);
             if let Some(app) = obs.access_apps.iter().find(|a| a.name == name) {
                 let ps = self
@@ -277,6 +332,15 @@ impl Reconciler {
                 })
                 .await?;
             obs.hyperdrive = all.into_iter().find(|c| c.name == h.name);
+        }
+        if spec.uses_vpc() {
+            let name = spec.vpc_service_name();
+            let all = self
+                .read_all(&ListVpcServices {
+                    account: self.account.clone(),
+                })
+                .await?;
+            obs.vpc_service = all.into_iter().find(|s| s.name == name);
         }
         // The secrets file must be readable before we change anything.
         let stored = self.secrets.load_or_empty(&self.keys)?;
@@ -339,6 +403,7 @@ impl Reconciler {
             actions: actions.clone(),
             dry_run,
             secrets_stored: Vec::new(),
+            vpc_service: self.vpc_report(&obs),
         };
         if dry_run || actions.is_empty() {
             return Ok(report);
@@ -349,8 +414,9 @@ impl Reconciler {
             token_secret: None,
             app_ids: BTreeMap::new(),
             stored: Vec::new(),
+            vpc_service_id: obs.vpc_service.as_ref().map(|s| s.service_id.clone()),
         };
-        for (role, _) in self.spec.origins() {
+        for (role, _) in self.spec.public_origins() {
             let name = self.spec.access_app_name(role);
             if let Some(a) = obs.access_apps.iter().find(|a| a.name == name) {
                 ctx.app_ids.insert(role.to_string(), a.id.clone());
@@ -362,7 +428,19 @@ impl Reconciler {
         }
         report.tunnel_id = ctx.tunnel_id;
         report.secrets_stored = ctx.stored;
+        if self.spec.uses_vpc() {
+            report.vpc_service = Some(VpcServiceReport::new(&self.spec, ctx.vpc_service_id));
+        }
         Ok(report)
+    }
+
+    fn vpc_report(&self, obs: &Observed) -> Option<VpcServiceReport> {
+        self.spec.uses_vpc().then(|| {
+            VpcServiceReport::new(
+                &self.spec,
+                obs.vpc_service.as_ref().map(|s| s.service_id.clone()),
+            )
+        })
     }
 
     async fn execute(
@@ -539,6 +617,45 @@ impl Reconciler {
                         .await?;
                 }
             }
+            Action::CreateVpcService { .. } => {
+                let s = self
+                    .client
+                    .send(&CreateVpcService {
+                        account,
+                        service: desired_vpc_service(spec, &tunnel_id()?),
+                    })
+                    .await?;
+                ctx.vpc_service_id = Some(s.service_id);
+            }
+            Action::UpdateVpcService { id, .. } => {
+                let s = self
+                    .client
+                    .send(&UpdateVpcService {
+                        account,
+                        service_id: id.clone(),
+                        service: desired_vpc_service(spec, &tunnel_id()?),
+                    })
+                    .await?;
+                ctx.vpc_service_id = Some(s.service_id);
+            }
+            Action::DeleteDnsRecord { hostname, id } => {
+                self.client
+                    .send(&DeleteDnsRecord {
+                        zone: obs.zone_id.clone(),
+                        id: id.clone(),
+                        name: hostname.clone(),
+                    })
+                    .await?;
+            }
+            Action::DeleteAccessApp { id, name, .. } => {
+                self.client
+                    .send(&DeleteAccessApp {
+                        account,
+                        id: id.clone(),
+                        name: name.clone(),
+                    })
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -613,6 +730,11 @@ impl Reconciler {
     /// `tunnel rotate-token`: rotate the service token's secret, store it, and
     /// update Hyperdrive if configured. Run `secrets push` afterwards.
     pub async fn rotate_token(&self) -> Result<UpReport, TunnelError> {
+        if !self.spec.uses_access() {
+            return Err(TunnelError::Spec(
+                "no Access service token is in use: worker_binding = \"workers_vpc\" and no [postgres] origin, so there is nothing to rotate".into(),
+            ));
+        }
         let obs = self.observe().await?;
         plan::check_ownership(&self.spec, &obs)?;
         let Some(token) = obs.service_token.clone() else {
@@ -640,6 +762,7 @@ impl Reconciler {
             token_secret: None,
             app_ids: BTreeMap::new(),
             stored: Vec::new(),
+            vpc_service_id: None,
         };
         for a in &actions {
             self.execute(a, &obs, &mut ctx).await?;
@@ -650,6 +773,7 @@ impl Reconciler {
             actions,
             dry_run: false,
             secrets_stored: ctx.stored,
+            vpc_service: self.vpc_report(&obs),
         })
     }
 
@@ -686,6 +810,9 @@ pub struct TunnelStatus {
     pub connections: usize,
     /// Pending actions (empty when in sync).
     pub pending: Vec<Action>,
+    /// The Workers VPC service (`worker_binding = "workers_vpc"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_service: Option<VpcServiceReport>,
 }
 
 impl Reconciler {
@@ -697,6 +824,7 @@ impl Reconciler {
             tunnel_id: obs.tunnel.as_ref().map(|t| t.id.clone()),
             status: obs.tunnel.as_ref().and_then(|t| t.status.clone()),
             connections: obs.tunnel.as_ref().map_or(0, |t| t.connections.len()),
+            vpc_service: self.vpc_report(&obs),
             pending: actions,
         })
     }

@@ -29,8 +29,9 @@ pub struct TunnelSpec {
     /// Optional Hyperdrive config (needs `postgres`).
     #[serde(default)]
     pub hyperdrive: Option<Hyperdrive>,
-    /// How the Worker reaches the origin. Only `access` (tunnel hostname
-    /// protected by Access) is implemented; see the README about Workers VPC.
+    /// How the Worker reaches Medusa: `access` (public tunnel hostname
+    /// behind Access) or `workers_vpc` (a Workers VPC service on the tunnel,
+    /// no public hostname); see the README.
     #[serde(default)]
     pub worker_binding: WorkerBinding,
 }
@@ -46,7 +47,10 @@ fn default_script() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Origin {
-    /// Public hostname (inside the zone).
+    /// Public hostname (inside the zone). Required, except for Medusa with
+    /// `worker_binding = "workers_vpc"`, where it is not published (when
+    /// given there, our old DNS record of that name is removed).
+    #[serde(default)]
     pub hostname: String,
     /// Kubernetes namespace of the Service.
     pub namespace: String,
@@ -121,9 +125,19 @@ pub enum WorkerBinding {
     /// Public tunnel hostname protected by Access with a service token.
     #[default]
     Access,
-    /// Workers VPC service. Not implemented (see README).
+    /// A Workers VPC service (`<cluster>-medusa`) reaching Medusa's
+    /// in-cluster Service through the tunnel; the Worker binds it as
+    /// [`VPC_BINDING`]. Medusa then has no public hostname, DNS record,
+    /// ingress rule or Access application.
     WorkersVpc,
 }
+
+/// The Worker binding name of the Medusa VPC service (`[[vpc_services]]`).
+pub const VPC_BINDING: &str = "MEDUSA_VPC";
+
+/// Oldest cloudflared that serves Workers VPC traffic (Cloudflare's Workers
+/// VPC troubleshooting notes; older ones fail with `dns_error`).
+pub const WORKERS_VPC_MIN_CLOUDFLARED: &str = "2025.7.0";
 
 /// Names of the Worker secrets holding the Access service token.
 pub const ACCESS_CLIENT_ID: &str = "ACCESS_CLIENT_ID";
@@ -159,13 +173,44 @@ impl TunnelSpec {
         format!("{}-{role}", self.cluster)
     }
 
-    /// The origins with their role, Medusa first.
+    /// The origins with their role, Medusa first (all of them, whether
+    /// published or reached through Workers VPC: cloudflared's egress).
     pub fn origins(&self) -> Vec<(&'static str, &Origin)> {
         let mut v = vec![("medusa", &self.medusa)];
         if let Some(p) = &self.postgres {
             v.push(("postgres", p));
         }
         v
+    }
+
+    /// The origins published on a tunnel hostname (ingress rule, proxied
+    /// CNAME, Access application): all but Medusa under Workers VPC.
+    pub fn public_origins(&self) -> Vec<(&'static str, &Origin)> {
+        self.origins()
+            .into_iter()
+            .filter(|(role, _)| !(*role == "medusa" && self.uses_vpc()))
+            .collect()
+    }
+
+    /// Whether Medusa is reached through a Workers VPC service.
+    pub fn uses_vpc(&self) -> bool {
+        self.worker_binding == WorkerBinding::WorkersVpc
+    }
+
+    /// Whether anything is behind Access (then the service token is needed).
+    pub fn uses_access(&self) -> bool {
+        !self.public_origins().is_empty()
+    }
+
+    /// The Workers VPC service's name (unique in the account).
+    pub fn vpc_service_name(&self) -> String {
+        format!("{}-medusa", self.cluster)
+    }
+
+    /// The in-cluster name of an origin's Service (what the ingress rule and
+    /// the VPC service point at).
+    pub fn cluster_host(o: &Origin) -> String {
+        format!("{}.{}.svc.cluster.local", o.service, o.namespace)
     }
 
     /// Checks everything that can be checked without the API.
@@ -192,8 +237,23 @@ impl TunnelSpec {
                 self.worker_script
             ));
         }
+        let public = self.public_origins();
         for (role, o) in self.origins() {
-            if !is_hostname(&o.hostname) {
+            let published = public.iter().any(|(r, _)| *r == role);
+            if o.hostname.is_empty() {
+                // Medusa under Workers VPC needs none.
+                if published {
+                    return bad(format!(
+                    "{role}.hostname is missing: the public tunnel hostname (inside {}) is required{}",
+                    self.zone,
+                    if role == "medusa" {
+                        " unless worker_binding = \"workers_vpc\""
+                    } else {
+                        ""
+                    }
+                    ));
+                }
+            } else if !is_hostname(&o.hostname) {
                 return bad(format!(
                     "{role}.hostname {:?} is not a valid hostname",
                     o.hostname
@@ -201,7 +261,7 @@ impl TunnelSpec {
             }
             let zone = self.zone.to_ascii_lowercase();
             let host = o.hostname.to_ascii_lowercase();
-            if host == zone || !host.ends_with(&format!(".{zone}")) {
+            if !host.is_empty() && (host == zone || !host.ends_with(&format!(".{zone}"))) {
                 return bad(format!(
                     "{role}.hostname {:?} is outside the zone {:?}: use a name under {}",
                     o.hostname, self.zone, self.zone
@@ -217,17 +277,12 @@ impl TunnelSpec {
             }
         }
         if let (Some(m), Some(p)) = (Some(&self.medusa), &self.postgres) {
-            if m.hostname.eq_ignore_ascii_case(&p.hostname) {
+            if !m.hostname.is_empty() && m.hostname.eq_ignore_ascii_case(&p.hostname) {
                 return bad("medusa.hostname and postgres.hostname must differ".into());
             }
         }
         if self.hyperdrive.is_some() && self.postgres.is_none() {
             return bad("hyperdrive needs a [postgres] origin to connect through".into());
-        }
-        if self.worker_binding == WorkerBinding::WorkersVpc {
-            return bad(
-                "worker_binding = \"workers_vpc\" is not implemented; use \"access\"".into(),
-            );
         }
         let or = &self.origin_request;
         if or.connect_timeout_s == 0 || or.connect_timeout_s > 300 {
@@ -287,6 +342,41 @@ port = 9000
         assert!(e.contains("outside the zone"), "{e}");
         let t = EXAMPLE.replace("medusa-origin.example.com", "badexample.com");
         assert!(TunnelSpec::from_toml(&t).is_err());
+    }
+
+    #[test]
+    fn workers_vpc_makes_the_medusa_hostname_optional() {
+        let vpc = format!("worker_binding = \"workers_vpc\"\n{EXAMPLE}");
+        let s = TunnelSpec::from_toml(&vpc).unwrap();
+        assert!(s.uses_vpc() && !s.uses_access());
+        assert!(s.public_origins().is_empty());
+        assert_eq!(s.origins().len(), 1, "cloudflared still reaches Medusa");
+        assert_eq!(s.vpc_service_name(), "shop-medusa");
+        assert_eq!(
+            TunnelSpec::cluster_host(&s.medusa),
+            "medusa.medusa.svc.cluster.local"
+        );
+        let no_host = vpc.replace("hostname = \"medusa-origin.example.com\"\n", "");
+        assert!(TunnelSpec::from_toml(&no_host)
+            .unwrap()
+            .medusa
+            .hostname
+            .is_empty());
+        // Given, it must still be a name in the zone (our old record there
+        // is what gets removed).
+        let outside = vpc.replace("medusa-origin.example.com", "medusa.example.org");
+        let e = TunnelSpec::from_toml(&outside).unwrap_err().to_string();
+        assert!(e.contains("outside the zone"), "{e}");
+        // In Access mode it is required.
+        let e = TunnelSpec::from_toml(
+            &EXAMPLE.replace("hostname = \"medusa-origin.example.com\"\n", ""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("medusa.hostname is missing") && e.contains("workers_vpc"),
+            "{e}"
+        );
     }
 
     #[test]

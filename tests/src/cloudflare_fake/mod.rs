@@ -9,8 +9,10 @@
 //!   without the needed scope or account 403/10000 ("Authentication error").
 //! - Endpoints: zones, DNS records, cfd_tunnel (+ token, configurations),
 //!   Access apps, app policies, service tokens (+ rotate), Hyperdrive
-//!   configs, Worker secrets, Workers KV values — with their validations and
-//!   error codes (DNS 81053/81057, tunnel name 1013, script 10007, …).
+//!   configs, Worker secrets, Workers KV values, Workers VPC services
+//!   (connectivity directory) — with their validations and error codes (DNS
+//!   81053/81057, tunnel name 1013, script 10007, …; the Workers VPC codes
+//!   are the fake's own, the reference documents none).
 //! - Faults: a status (5xx, 429 with `Retry-After`) for the next N matching
 //!   requests, and "crash": the N-th mutating request is applied and then
 //!   never answered; [`FakeCloudflare::crashed`] resolves so the test can drop
@@ -29,7 +31,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 pub use state::{
-    now_unix, rfc3339, AccessApp, DnsRecord, Hyperdrive, Policy, Scope, ServiceToken, State, Tunnel,
+    now_unix, rfc3339, AccessApp, DnsRecord, Hyperdrive, Policy, Scope, ServiceToken, State,
+    Tunnel, VpcService,
 };
 
 /// A fault to inject.

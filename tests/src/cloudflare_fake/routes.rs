@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::state::{
     duration_secs, err, hex_id, now_unix, rfc3339, uuid, AccessApp, ApiErr, Hyperdrive, Policy,
-    Scope, ServiceToken, State, Tunnel,
+    Scope, ServiceToken, State, Tunnel, VpcService, VPC_NAME_TAKEN, VPC_NOT_FOUND,
 };
 use super::{lock, Logged, Shared};
 
@@ -194,6 +194,10 @@ fn needed_scope(path: &str, method: &str) -> Option<(Scope, Option<Scope>)> {
         ["accounts", _, "access", "service_tokens", ..] => Some((Scope::AccessTokensEdit, None)),
         ["accounts", _, "access", "apps", ..] => Some((Scope::AccessAppsEdit, None)),
         ["accounts", _, "hyperdrive", ..] => Some((Scope::HyperdriveEdit, None)),
+        ["accounts", _, "connectivity", "directory", "services", ..] => Some((
+            Scope::ConnectivityAdmin,
+            read.then_some(Scope::ConnectivityRead),
+        )),
         ["accounts", _, "workers", ..] => Some((Scope::WorkersEdit, None)),
         ["accounts", _, "storage", "kv", ..] => Some((Scope::KvEdit, None)),
         _ => None,
@@ -673,6 +677,89 @@ fn route(
                 .ok_or_else(|| err(404, 2005, "Hyperdrive config not found"))?;
             h.body = b;
             ok(hyperdrive_json(h))
+        }
+        // ---- Workers VPC (connectivity directory services) ----
+        ("GET", ["accounts", acc, "connectivity", "directory", "services"]) => {
+            let kind = q.get("type").map(String::as_str);
+            if kind.is_some_and(|k| !["http", "tcp"].contains(&k)) {
+                return Err(err(
+                    400,
+                    super::state::VPC_INVALID,
+                    "type must be http or tcp",
+                ));
+            }
+            let items = st
+                .vpc_services
+                .iter()
+                .filter(|v| &v.account == acc)
+                .filter(|v| kind.is_none_or(|k| v.body["type"] == k))
+                .map(State::vpc_service_json)
+                .collect();
+            paginate(items, q, 20)
+        }
+        ("POST", ["accounts", acc, "connectivity", "directory", "services"]) => {
+            let b = st.validate_vpc_service(acc, &body_json(body)?)?;
+            if st
+                .vpc_services
+                .iter()
+                .any(|v| &v.account == acc && v.body["name"] == b["name"])
+            {
+                return Err(err(
+                    409,
+                    VPC_NAME_TAKEN,
+                    "A service with this name already exists",
+                ));
+            }
+            let now = rfc3339(now_unix());
+            let v = VpcService {
+                id: uuid(),
+                account: acc.to_string(),
+                body: b,
+                created_at: now.clone(),
+                updated_at: now,
+            };
+            let out = State::vpc_service_json(&v);
+            st.vpc_services.push(v);
+            ok(out)
+        }
+        ("GET", ["accounts", acc, "connectivity", "directory", "services", id]) => {
+            let v = st
+                .vpc_services
+                .iter()
+                .find(|v| &v.account == acc && &v.id == id)
+                .ok_or_else(|| err(404, VPC_NOT_FOUND, "service not found"))?;
+            ok(State::vpc_service_json(v))
+        }
+        ("PUT", ["accounts", acc, "connectivity", "directory", "services", id]) => {
+            let b = st.validate_vpc_service(acc, &body_json(body)?)?;
+            if st
+                .vpc_services
+                .iter()
+                .any(|v| &v.account == acc && &v.id != id && v.body["name"] == b["name"])
+            {
+                return Err(err(
+                    409,
+                    VPC_NAME_TAKEN,
+                    "A service with this name already exists",
+                ));
+            }
+            let v = st
+                .vpc_services
+                .iter_mut()
+                .find(|v| &v.account == acc && &v.id == id)
+                .ok_or_else(|| err(404, VPC_NOT_FOUND, "service not found"))?;
+            v.body = b;
+            v.updated_at = rfc3339(now_unix());
+            ok(State::vpc_service_json(v))
+        }
+        ("DELETE", ["accounts", acc, "connectivity", "directory", "services", id]) => {
+            let idx = st
+                .vpc_services
+                .iter()
+                .position(|v| &v.account == acc && &v.id == id)
+                .ok_or_else(|| err(404, VPC_NOT_FOUND, "service not found"))?;
+            st.vpc_services.remove(idx);
+            ok(Value::Null)
         }
         // ---- Worker secrets ----
         ("GET", ["accounts", acc, "workers", "scripts", script, "secrets"]) => {

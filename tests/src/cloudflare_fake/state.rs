@@ -28,6 +28,10 @@ pub enum Scope {
     HyperdriveEdit,
     /// Account: Workers KV Storage Edit.
     KvEdit,
+    /// Account: Connectivity Directory Admin (Workers VPC services).
+    ConnectivityAdmin,
+    /// Account: Connectivity Directory Read (list and read only).
+    ConnectivityRead,
 }
 
 impl Scope {
@@ -41,6 +45,7 @@ impl Scope {
         Scope::WorkersEdit,
         Scope::HyperdriveEdit,
         Scope::KvEdit,
+        Scope::ConnectivityAdmin,
     ];
 }
 
@@ -51,6 +56,14 @@ pub struct ApiErr {
     pub code: i64,
     pub message: String,
 }
+
+/// Error codes the fake answers Workers VPC service calls with. Cloudflare's
+/// reference documents the statuses, not the codes; these are the fake's own.
+pub(crate) const VPC_INVALID: i64 = 1001;
+/// A service of that name exists (names are unique in the account).
+pub(crate) const VPC_NAME_TAKEN: i64 = 1009;
+/// No such service.
+pub(crate) const VPC_NOT_FOUND: i64 = 1004;
 
 pub(crate) fn err(status: u16, code: i64, message: impl Into<String>) -> ApiErr {
     ApiErr {
@@ -172,6 +185,17 @@ pub struct Hyperdrive {
     pub body: Value,
 }
 
+/// A Workers VPC service (connectivity directory service). `body` holds the
+/// validated request fields; id and timestamps are kept beside it.
+#[derive(Debug, Clone)]
+pub struct VpcService {
+    pub id: String,
+    pub account: String,
+    pub body: Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 /// The whole fake account world.
 #[derive(Debug, Default)]
 pub struct State {
@@ -185,6 +209,7 @@ pub struct State {
     pub policies: Vec<Policy>,
     pub service_tokens: Vec<ServiceToken>,
     pub hyperdrive: Vec<Hyperdrive>,
+    pub vpc_services: Vec<VpcService>,
     /// (account, script) -> secret name -> value
     pub scripts: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// (account, namespace) -> key -> value
@@ -286,6 +311,179 @@ impl State {
         self.scripts
             .get(&(account.to_string(), script.to_string()))
             .and_then(|m| m.get(name).cloned())
+    }
+
+    /// A Workers VPC service's JSON as the API returns it.
+    pub fn vpc_service_json(v: &VpcService) -> Value {
+        let mut out = v.body.clone();
+        out["service_id"] = json!(v.id);
+        out["created_at"] = json!(v.created_at);
+        out["updated_at"] = json!(v.updated_at);
+        out
+    }
+
+    /// Validates a Workers VPC service body as the API documents it: `name`,
+    /// `type` `http` (optional `http_port`/`https_port`) or `tcp` (required
+    /// `tcp_port`, optional `app_protocol`), ports 1..=65535, `host` exactly
+    /// one of `{ipv4, network}`, `{ipv6, network}`, `{ipv4, ipv6, network}`,
+    /// `{hostname, resolver_network}` whose `tunnel_id` is a live tunnel of
+    /// the account, optional `tls_settings.cert_verification_mode`. Returns
+    /// the stored body (the fields given, nothing else).
+    pub(crate) fn validate_vpc_service(&self, acc: &str, b: &Value) -> Result<Value, ApiErr> {
+        let bad = |m: String| Err(err(400, VPC_INVALID, format!("Invalid service: {m}")));
+        let Some(m) = b.as_object() else {
+            return bad("body must be a JSON object".into());
+        };
+        const KNOWN: &[&str] = &[
+            "name",
+            "type",
+            "host",
+            "http_port",
+            "https_port",
+            "tcp_port",
+            "app_protocol",
+            "tls_settings",
+        ];
+        if let Some(k) = m.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return bad(format!("unknown field {k}"));
+        }
+        let Some(name) = b["name"].as_str().filter(|n| !n.trim().is_empty()) else {
+            return bad("name is required".into());
+        };
+        let kind = b["type"].as_str().unwrap_or("");
+        let port = |k: &str| -> Result<Option<u64>, ApiErr> {
+            match m.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_u64() {
+                    Some(p) if (1..=65535).contains(&p) => Ok(Some(p)),
+                    _ => Err(err(
+                        400,
+                        VPC_INVALID,
+                        format!("Invalid service: {k} must be an integer 1..65535"),
+                    )),
+                },
+            }
+        };
+        let (http, https, tcp) = (port("http_port")?, port("https_port")?, port("tcp_port")?);
+        match kind {
+            "http" => {
+                if tcp.is_some() || m.contains_key("app_protocol") {
+                    return bad("tcp_port and app_protocol are for type tcp".into());
+                }
+            }
+            "tcp" => {
+                if tcp.is_none() {
+                    return bad("tcp_port is required for type tcp".into());
+                }
+                if http.is_some() || https.is_some() {
+                    return bad("http_port and https_port are for type http".into());
+                }
+                if let Some(p) = m.get("app_protocol") {
+                    if !matches!(p.as_str(), Some("postgresql" | "mysql")) {
+                        return bad("app_protocol must be postgresql or mysql".into());
+                    }
+                }
+            }
+            _ => return bad("type must be http or tcp".into()),
+        }
+        let tunnel_id = Self::vpc_host_tunnel(&b["host"])
+            .map_err(|m| err(400, VPC_INVALID, format!("Invalid service: {m}")))?;
+        if !self
+            .tunnels
+            .iter()
+            .any(|t| t.account == acc && t.id == tunnel_id && !t.deleted)
+        {
+            return bad(format!("tunnel {tunnel_id} does not exist in this account"));
+        }
+        if let Some(tls) = m.get("tls_settings").filter(|v| !v.is_null()) {
+            let ok = tls.as_object().is_some_and(|t| {
+                t.keys().all(|k| k == "cert_verification_mode")
+                    && matches!(
+                        t.get("cert_verification_mode").and_then(Value::as_str),
+                        Some("verify_full" | "verify_ca" | "disabled")
+                    )
+            });
+            if !ok {
+                return bad(
+                    "tls_settings.cert_verification_mode must be verify_full, verify_ca or disabled"
+                        .into(),
+                );
+            }
+        }
+        let mut out = json!({"name": name, "type": kind, "host": b["host"]});
+        for k in [
+            "http_port",
+            "https_port",
+            "tcp_port",
+            "app_protocol",
+            "tls_settings",
+        ] {
+            if let Some(v) = m.get(k).filter(|v| !v.is_null()) {
+                out[k] = v.clone();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tunnel id of a valid host shape, or what is wrong with it.
+    fn vpc_host_tunnel(host: &Value) -> Result<String, String> {
+        let Some(h) = host.as_object() else {
+            return Err("host is required and must be an object".into());
+        };
+        let mut keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let tunnel_of = |net: &Value, allowed: &[&str]| -> Result<String, String> {
+            let Some(n) = net.as_object() else {
+                return Err("the host's network must be an object with tunnel_id".into());
+            };
+            if let Some(k) = n.keys().find(|k| !allowed.contains(&k.as_str())) {
+                return Err(format!("unknown field {k} in the host's network"));
+            }
+            n.get("tunnel_id")
+                .and_then(Value::as_str)
+                .filter(|t| t.len() == 36 && t.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'))
+                .map(String::from)
+                .ok_or_else(|| "tunnel_id must be a tunnel UUID".to_string())
+        };
+        let v4 = |v: &Value| {
+            v.as_str()
+                .is_some_and(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+        };
+        let v6 = |v: &Value| {
+            v.as_str()
+                .is_some_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+        };
+        match keys.as_slice() {
+            ["ipv4", "network"] if v4(&h["ipv4"]) => tunnel_of(&h["network"], &["tunnel_id"]),
+            ["ipv6", "network"] if v6(&h["ipv6"]) => tunnel_of(&h["network"], &["tunnel_id"]),
+            ["ipv4", "ipv6", "network"] if v4(&h["ipv4"]) && v6(&h["ipv6"]) => {
+                tunnel_of(&h["network"], &["tunnel_id"])
+            }
+            ["hostname", "resolver_network"] => {
+                let ok_name = h["hostname"].as_str().is_some_and(|n| {
+                    !n.is_empty()
+                        && n.len() <= 253
+                        && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+                });
+                if !ok_name {
+                    return Err("host.hostname is not a valid hostname".into());
+                }
+                let ips = &h["resolver_network"]["resolver_ips"];
+                let ips_ok = match ips {
+                    Value::Null => true,
+                    Value::Array(a) => a.iter().all(|ip| v4(ip) || v6(ip)),
+                    _ => false,
+                };
+                if !ips_ok {
+                    return Err("resolver_network.resolver_ips must be a list of IP addresses".into());
+                }
+                tunnel_of(&h["resolver_network"], &["tunnel_id", "resolver_ips"])
+            }
+            _ => Err(
+                "host must be exactly one of {ipv4, network}, {ipv6, network}, {ipv4, ipv6, network} or {hostname, resolver_network}, with valid addresses"
+                    .into(),
+            ),
+        }
     }
 
     /// Live tunnels.

@@ -32,6 +32,9 @@ pub mod perm {
     pub const HYPERDRIVE: &str = "Account: Hyperdrive Edit";
     /// Workers KV (secret digests).
     pub const KV: &str = "Account: Workers KV Storage Edit";
+    /// Workers VPC services (the connectivity directory); Cloudflare's docs
+    /// name the role "Connectivity Directory Admin" (create, update, delete).
+    pub const CONNECTIVITY: &str = "Account: Connectivity Directory Admin";
 }
 
 /// Implements the `cloudflare` crate's [`EndpointSpec`] (JSON result) and our
@@ -49,7 +52,8 @@ macro_rules! endpoint {
                 let $s = self;
                 $path
             }
-            $(fn query(&self) -> Option<String> {
+            $(#[allow(unused_variables)]
+            fn query(&self) -> Option<String> {
                 let $s = self;
                 Some(encode_query($query))
             })?
@@ -348,6 +352,20 @@ endpoint!(UpdateDnsRecord, DnsRecord, Method::PUT, perm::DNS, |s|
     describe: format!("update DNS record {}", s.record.name),
     body: s.record.json());
 
+/// `DELETE /zones/{zone_id}/dns_records/{id}`: only for our own record on
+/// the Medusa hostname once Workers VPC makes it unnecessary.
+pub struct DeleteDnsRecord {
+    /// Zone id.
+    pub zone: String,
+    /// Record id.
+    pub id: String,
+    /// Name (for messages).
+    pub name: String,
+}
+endpoint!(DeleteDnsRecord, IdOnly, Method::DELETE, perm::DNS, |s|
+    path: format!("zones/{}/dns_records/{}", s.zone, s.id),
+    describe: format!("delete DNS record {}", s.name));
+
 // ---------- Access ----------
 
 /// An Access application.
@@ -436,6 +454,20 @@ endpoint!(UpdateAccessApp, AccessApp, Method::PUT, perm::ACCESS_APPS, |s|
     path: format!("accounts/{}/access/apps/{}", s.account, s.id),
     describe: format!("update Access application {}", s.app.name),
     body: s.app.json());
+
+/// `DELETE /accounts/{account_id}/access/apps/{app_id}` (with its policies):
+/// only for our own Medusa application once Workers VPC replaces it.
+pub struct DeleteAccessApp {
+    /// Account id.
+    pub account: String,
+    /// App id.
+    pub id: String,
+    /// Name (for messages).
+    pub name: String,
+}
+endpoint!(DeleteAccessApp, IdOnly, Method::DELETE, perm::ACCESS_APPS, |s|
+    path: format!("accounts/{}/access/apps/{}", s.account, s.id),
+    describe: format!("delete Access application {}", s.name));
 
 /// An application-scoped Access policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -714,7 +746,138 @@ endpoint!(UpdateHyperdrive, HyperdriveConfig, Method::PUT, perm::HYPERDRIVE, |s|
     describe: format!("update Hyperdrive config {}", s.config.name),
     body: s.config.json());
 
+// ---------- Workers VPC (connectivity directory services) ----------
+
+/// A Workers VPC service as read (`GET …/connectivity/directory/services`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VpcService {
+    /// Id (UUID); the `service_id` of the Worker's `vpc_services` binding.
+    pub service_id: String,
+    /// Name (unique in the account).
+    pub name: String,
+    /// `http` or `tcp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// HTTP port (http services).
+    #[serde(default)]
+    pub http_port: Option<u32>,
+    /// HTTPS port (http services).
+    #[serde(default)]
+    pub https_port: Option<u32>,
+    /// TCP port (tcp services).
+    #[serde(default)]
+    pub tcp_port: Option<u32>,
+    /// One of the documented host shapes (`{ipv4, network}`, `{ipv6,
+    /// network}`, `{ipv4, ipv6, network}`, `{hostname, resolver_network}`).
+    #[serde(default)]
+    pub host: Value,
+    /// TLS settings (`cert_verification_mode`), if set.
+    #[serde(default)]
+    pub tls_settings: Option<Value>,
+    /// Creation time.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// Last update.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// Our Workers VPC service: `type = "http"`, reached by an in-cluster
+/// hostname resolved by cloudflared (`resolver_network`) on our tunnel,
+/// plain HTTP only (no `https_port`: giving only one of the two ports
+/// enforces that scheme).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcServiceBody {
+    /// Name.
+    pub name: String,
+    /// In-cluster hostname (`<service>.<namespace>.svc.cluster.local`).
+    pub hostname: String,
+    /// Tunnel id.
+    pub tunnel_id: String,
+    /// HTTP port.
+    pub http_port: u16,
+}
+
+impl VpcServiceBody {
+    fn host(&self) -> Value {
+        json!({"hostname": self.hostname, "resolver_network": {"tunnel_id": self.tunnel_id}})
+    }
+
+    /// The request body (create and PUT: a PUT replaces the whole service).
+    pub fn json(&self) -> Value {
+        json!({"name": self.name, "type": "http", "http_port": self.http_port,
+               "host": self.host()})
+    }
+
+    /// Whether `s` is what this body would create. Judged on every field we
+    /// set and on the absence of the ones we leave out (an added
+    /// `https_port`, resolver IPs, IP addresses or TLS settings are drift).
+    pub fn matches(&self, s: &VpcService) -> bool {
+        let resolver_ips_empty = match &s.host["resolver_network"]["resolver_ips"] {
+            Value::Null => true,
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        };
+        let host_keys_ok = s
+            .host
+            .as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "hostname" || k == "resolver_network"));
+        let resolver_keys_ok = s.host["resolver_network"]
+            .as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "tunnel_id" || k == "resolver_ips"));
+        s.name == self.name
+            && s.kind == "http"
+            && s.http_port == Some(u32::from(self.http_port))
+            && s.https_port.is_none()
+            && s.tcp_port.is_none()
+            && host_keys_ok
+            && resolver_keys_ok
+            && s.host["hostname"].as_str() == Some(self.hostname.as_str())
+            && s.host["resolver_network"]["tunnel_id"].as_str() == Some(self.tunnel_id.as_str())
+            && resolver_ips_empty
+            && s.tls_settings.as_ref().is_none_or(Value::is_null)
+    }
+}
+
+/// `GET /accounts/{account_id}/connectivity/directory/services?type=http`
+pub struct ListVpcServices {
+    /// Account id.
+    pub account: String,
+}
+endpoint!(ListVpcServices, List<VpcService>, Method::GET, perm::CONNECTIVITY, |s|
+    path: format!("accounts/{}/connectivity/directory/services", s.account),
+    describe: "list Workers VPC services".into(),
+    query: vec![("type", "http".to_string())]);
+
+/// `POST /accounts/{account_id}/connectivity/directory/services`
+pub struct CreateVpcService {
+    /// Account id.
+    pub account: String,
+    /// Service.
+    pub service: VpcServiceBody,
+}
+endpoint!(CreateVpcService, VpcService, Method::POST, perm::CONNECTIVITY, |s|
+    path: format!("accounts/{}/connectivity/directory/services", s.account),
+    describe: format!("create Workers VPC service {}", s.service.name),
+    body: s.service.json());
+
+/// `PUT /accounts/{account_id}/connectivity/directory/services/{service_id}`
+/// (replaces the whole service).
+pub struct UpdateVpcService {
+    /// Account id.
+    pub account: String,
+    /// Service id.
+    pub service_id: String,
+    /// Service.
+    pub service: VpcServiceBody,
+}
+endpoint!(UpdateVpcService, VpcService, Method::PUT, perm::CONNECTIVITY, |s|
+    path: format!("accounts/{}/connectivity/directory/services/{}", s.account, s.service_id),
+    describe: format!("update Workers VPC service {}", s.service.name),
+    body: s.service.json());
+
 api_result!(
+    VpcService,
     Zone,
     Tunnel,
     TunnelToken,
@@ -944,6 +1107,88 @@ mod tests {
         assert_eq!(b["type"], "CNAME");
         assert_eq!(b["proxied"], true);
         assert_eq!(b["comment"], "managed-by=shopedge");
+    }
+
+    #[test]
+    fn vpc_service_endpoints_send_the_documented_request() {
+        let body = VpcServiceBody {
+            name: "shop-medusa".into(),
+            hostname: "medusa.shop.svc.cluster.local".into(),
+            tunnel_id: "0191dce4-9ab4-7fce-b660-8e5dec5172da".into(),
+            http_port: 9000,
+        };
+        let list = ListVpcServices {
+            account: "acc".into(),
+        };
+        assert_eq!(list.method(), Method::GET);
+        assert_eq!(list.path(), "accounts/acc/connectivity/directory/services");
+        assert_eq!(list.query().as_deref(), Some("type=http"));
+        assert_eq!(list.permission(), perm::CONNECTIVITY);
+        let create = CreateVpcService {
+            account: "acc".into(),
+            service: body.clone(),
+        };
+        assert_eq!(create.method(), Method::POST);
+        assert_eq!(
+            create.path(),
+            "accounts/acc/connectivity/directory/services"
+        );
+        // Exactly the hostname host shape, plain HTTP only.
+        assert_eq!(
+            json_body(&create),
+            json!({"name": "shop-medusa", "type": "http", "http_port": 9000,
+                   "host": {"hostname": "medusa.shop.svc.cluster.local",
+                            "resolver_network": {"tunnel_id": "0191dce4-9ab4-7fce-b660-8e5dec5172da"}}})
+        );
+        let put = UpdateVpcService {
+            account: "acc".into(),
+            service_id: "s1".into(),
+            service: body.clone(),
+        };
+        assert_eq!(put.method(), Method::PUT);
+        assert_eq!(
+            put.path(),
+            "accounts/acc/connectivity/directory/services/s1"
+        );
+        assert_eq!(json_body(&put), json_body(&create));
+    }
+
+    #[test]
+    fn vpc_service_drift_is_judged_on_every_field() {
+        let body = VpcServiceBody {
+            name: "shop-medusa".into(),
+            hostname: "medusa.shop.svc.cluster.local".into(),
+            tunnel_id: "t1".into(),
+            http_port: 9000,
+        };
+        let read = |extra: Value| -> VpcService {
+            let mut v = body.json();
+            v["service_id"] = json!("s1");
+            v["created_at"] = json!("2026-01-01T00:00:00Z");
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        assert!(body.matches(&read(json!({}))));
+        // An empty resolver list and a null TLS setting are what we sent.
+        let mut same = read(json!({"tls_settings": null}));
+        same.host["resolver_network"]["resolver_ips"] = json!([]);
+        assert!(body.matches(&same));
+        for drift in [
+            json!({"http_port": 8080}),
+            json!({"https_port": 443}),
+            json!({"type": "tcp"}),
+            json!({"tls_settings": {"cert_verification_mode": "disabled"}}),
+            json!({"host": {"hostname": "medusa.shop.svc.cluster.local",
+                            "resolver_network": {"tunnel_id": "t2"}}}),
+            json!({"host": {"hostname": "evil.example", "resolver_network": {"tunnel_id": "t1"}}}),
+            json!({"host": {"hostname": "medusa.shop.svc.cluster.local",
+                            "resolver_network": {"tunnel_id": "t1", "resolver_ips": ["10.0.0.53"]}}}),
+            json!({"host": {"ipv4": "10.0.0.1", "network": {"tunnel_id": "t1"}}}),
+        ] {
+            assert!(!body.matches(&read(drift.clone())), "{drift}");
+        }
     }
 
     #[test]
