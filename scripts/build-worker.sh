@@ -32,7 +32,7 @@ sed -i 's|^import source wasmModule from "\./edge_worker_bg\.wasm";|import wasmM
 grep -q '^import wasmModule from "./edge_worker_bg.wasm";' "$tmp/edge_worker.js" || {
   echo "build-worker: unexpected wasm-bindgen glue (no wasm import found)" >&2; exit 1; }
 if [ "${EDGE_WASM_OPT:-1}" = 1 ] && [ -x "$root/node_modules/.bin/wasm-opt" ]; then
-  PATH="$(dirname "$SHOPEDGE_NODE"):$PATH" "$root/node_modules/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+  PATH="$(dirname "$SHOPEDGE_NODE"):$PATH" "$root/node_modules/.bin/wasm-opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-reference-types --enable-sign-ext --enable-mutable-globals --enable-multivalue \
     "$tmp/edge_worker_bg.wasm" -o "$tmp/edge_worker_bg.wasm"
 fi

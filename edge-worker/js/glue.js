@@ -13,6 +13,12 @@ export function flatHeaders(headers) {
   return s;
 }
 
+// flatHeaders of a Request's or Response's headers (one call from wasm
+// instead of two).
+export function flatHeadersOf(message) {
+  return flatHeaders(message.headers);
+}
+
 function headersFrom(flat) {
   const h = new Headers();
   const parts = flat.split("\n");
@@ -31,15 +37,24 @@ function applyEdits(headers, edits) {
   }
 }
 
-// Sends the upstream request without following redirects. Its headers are
-// the client's (`incoming`, copied natively) after `edits`. Resolves with the
-// response, or rejects with "timeout" when no response headers arrived
-// within `ms` (the request is then aborted) or with the failure's message.
-// The timer only covers the headers: a long body keeps streaming.
-export function fetchUpstream(service, url, method, incoming, edits, body, ms) {
+// Sends the upstream request without following redirects. `source` is the
+// client's Request or, when there is none, a Headers object; the upstream
+// headers are its headers (copied natively) after `edits`. `method`
+// undefined means the client's; `body` true means the client's stream.
+// Resolves with the response, or rejects with "timeout" when no response
+// headers arrived within `ms` (the request is then aborted) or with the
+// failure's message. The timer only covers the headers: a long body keeps
+// streaming.
+export function fetchUpstream(service, url, method, source, edits, body, ms) {
   const controller = new AbortController();
-  const init = { method, headers: incoming, redirect: "manual", signal: controller.signal };
-  if (body !== undefined && body !== null) init.body = body;
+  const init = {
+    method: method === undefined ? source.method : method,
+    headers: source.headers || source,
+    redirect: "manual",
+    signal: controller.signal,
+  };
+  if (body === true) init.body = source.body;
+  else if (body !== undefined && body !== null) init.body = body;
   let request;
   try {
     // The constructor copies the headers; the edits go to that copy.
@@ -124,13 +139,15 @@ export function cachePut(key, response) {
   return caches.default.put(key, response);
 }
 
-// A response with `origin`'s headers (copied natively) after `edits`:
-// "-name\n\n" deletes every value of name, "+name\nvalue\n" appends one.
-export function respondFrom(origin, status, statusText, edits, body) {
+// A response with `origin`'s headers (copied natively) after `edits`
+// ("-name\n\n" deletes every value of name, "+name\nvalue\n" appends one),
+// `status`, the origin's status text when `keepStatusText`, and its body
+// when `withBody`.
+export function respondFrom(origin, status, keepStatusText, edits, withBody) {
   // The constructor copies the origin's headers; the edits go to that copy.
   const init = { status, headers: origin.headers };
-  if (statusText) init.statusText = statusText;
-  const response = new Response(body === undefined ? null : body, init);
+  if (keepStatusText && origin.statusText) init.statusText = origin.statusText;
+  const response = new Response(withBody ? origin.body : null, init);
   applyEdits(response.headers, edits);
   return response;
 }

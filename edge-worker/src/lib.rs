@@ -5,6 +5,7 @@
 //! `worker` binding in [`wasm`] does the I/O and only exists on wasm32.
 
 pub mod active;
+pub mod alloc;
 pub mod cache;
 pub mod config;
 pub mod errors;
@@ -17,6 +18,11 @@ pub mod router;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: alloc::SizeClasses<std::alloc::System> =
+    alloc::SizeClasses::new(std::alloc::System);
 
 /// The worker's version, reported by `/__edge/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -32,16 +32,17 @@ extern "C" {
 // string instead of one call per header.
 #[wasm_bindgen(module = "/js/glue.js")]
 extern "C" {
-    #[wasm_bindgen(js_name = flatHeaders)]
-    fn flat_headers(h: &web_sys::Headers) -> String;
+    /// `flatHeaders(message.headers)` of a Request or Response, in one call.
+    #[wasm_bindgen(js_name = flatHeadersOf)]
+    fn flat_headers_of(message: &JsValue) -> String;
 
     /// The upstream fetch with its header timeout (see js/glue.js).
     #[wasm_bindgen(js_name = fetchUpstream)]
     fn fetch_upstream_js(
         service: &JsValue,
         url: &str,
-        method: &str,
-        incoming: &web_sys::Headers,
+        method: Option<&str>,
+        source: &JsValue,
         edits: &str,
         body: &JsValue,
         timeout_ms: u32,
@@ -62,13 +63,15 @@ extern "C" {
     #[wasm_bindgen(js_name = cachePut)]
     fn cache_put_js(key: &str, response: &web_sys::Response) -> js_sys::Promise;
 
+    /// `origin`'s headers after `edits`, `status`, the origin's status text
+    /// when `keep_status_text`, and its body when `with_body`.
     #[wasm_bindgen(catch, js_name = respondFrom)]
     fn respond_from(
         origin: &web_sys::Response,
         status: u16,
-        status_text: &str,
+        keep_status_text: bool,
         edits: &str,
-        body: &JsValue,
+        with_body: bool,
     ) -> std::result::Result<web_sys::Response, JsValue>;
 
     #[wasm_bindgen(catch, js_name = buildResponse)]
@@ -78,6 +81,21 @@ extern "C" {
         flat: &str,
         body: &JsValue,
     ) -> std::result::Result<web_sys::Response, JsValue>;
+}
+
+/// A request id when the request has no `cf-ray` (which Cloudflare's edge
+/// always sets; local runs lack it): a UUID-shaped id from a per-isolate
+/// random seed (one `crypto.randomUUID()`) and a counter, so a request costs
+/// no call out of wasm.
+fn fallback_request_id() -> String {
+    thread_local! {
+        static IDS: RefCell<Option<crate::pipeline::RequestIds>> = const { RefCell::new(None) };
+    }
+    IDS.with(|ids| {
+        ids.borrow_mut()
+            .get_or_insert_with(|| crate::pipeline::RequestIds::new(&random_uuid()))
+            .next_id()
+    })
 }
 
 /// KV namespace binding and key of the configuration override.
@@ -114,33 +132,59 @@ thread_local! {
     /// isolate (a new deployment or secret starts new isolates), and a missing
     /// binding is costly to look up (the runtime builds an error), so each is
     /// read once.
-    static BINDINGS: RefCell<std::collections::HashMap<String, Option<String>>> =
-        RefCell::new(std::collections::HashMap::new());
+    static BINDINGS: RefCell<Vec<(Binding, String, Option<String>)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
-fn memoized(key: String, read: impl FnOnce() -> Option<String>) -> Option<String> {
-    if let Some(v) = BINDINGS.with(|b| b.borrow().get(&key).cloned()) {
+/// Where a memoized binding comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    Var,
+    Secret,
+    Kv,
+}
+
+fn memoized(kind: Binding, name: &str, read: impl FnOnce() -> Option<String>) -> Option<String> {
+    let found = BINDINGS.with(|b| {
+        b.borrow()
+            .iter()
+            .find(|(k, n, _)| *k == kind && n == name)
+            .map(|(_, _, v)| v.clone())
+    });
+    if let Some(v) = found {
         return v;
     }
     let v = read().filter(|v| !v.is_empty());
-    BINDINGS.with(|b| b.borrow_mut().insert(key, v.clone()));
+    BINDINGS.with(|b| b.borrow_mut().push((kind, name.to_string(), v.clone())));
     v
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
-    memoized(format!("var:{name}"), || {
+    memoized(Binding::Var, name, || {
         env.var(name).ok().map(|v| v.to_string())
     })
 }
 
 fn secret(env: &Env, name: &str) -> Option<String> {
-    memoized(format!("secret:{name}"), || {
+    memoized(Binding::Secret, name, || {
         env.secret(name).ok().map(|v| v.to_string())
     })
 }
 
-/// `EDGE_CONFIG_TTL_SECONDS` in milliseconds.
+/// `EDGE_CONFIG_TTL_SECONDS` in milliseconds (parsed once per isolate).
 fn override_ttl_ms(env: &Env) -> f64 {
+    thread_local! {
+        static TTL_MS: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+    }
+    if let Some(ms) = TTL_MS.with(|t| t.get()) {
+        return ms;
+    }
+    let ms = read_override_ttl_ms(env);
+    TTL_MS.with(|t| t.set(Some(ms)));
+    ms
+}
+
+fn read_override_ttl_ms(env: &Env) -> f64 {
     var(env, OVERRIDE_TTL_VAR)
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(DEFAULT_OVERRIDE_TTL_SECONDS)
@@ -210,10 +254,6 @@ fn log_json(level: &str, event: &str, message: &str) {
     }
 }
 
-fn headers_from_sys(h: &web_sys::Headers) -> Headers {
-    Headers::from_flat(&flat_headers(h))
-}
-
 /// A response with `head` and `body` (a stream, a string, or nothing).
 fn response_with(
     head: &ResponseHead,
@@ -250,36 +290,48 @@ enum FetchFailure {
 /// Starts the upstream request, streaming the client's body, not following
 /// redirects, and giving up on the response headers after the timeout (see
 /// js/glue.js). The promise settles with the response or a failure string.
-/// What an upstream request is built from: the incoming headers (the JS
-/// object, copied natively, and the Rust view it was read into) and the body.
+/// What an upstream request is built from: the client's request (its
+/// headers are copied natively in JS, after edits from the Rust view they
+/// were read into), or a `Headers` object when there is no client request;
+/// and the body.
 struct Incoming<'a> {
-    headers: web_sys::Headers,
+    /// A `Request`, or a `Headers` object.
+    source: &'a JsValue,
+    /// The method of `source`, when it is the client's request.
+    method: Option<&'a str>,
     view: &'a Headers,
+    /// Undefined (no body), `true` (the request's own stream, taken in JS),
+    /// or the bytes read for inspection.
     body: JsValue,
 }
 
 impl<'a> Incoming<'a> {
     /// The client's request with `body_read` (the body, when it was read
-    /// for inspection) or its stream.
+    /// for inspection) or its stream. GET and HEAD requests have no body:
+    /// their stream is not even asked for.
     fn request(
-        sys: &web_sys::Request,
+        sys: &'a web_sys::Request,
+        method: &'a str,
         view: &'a Headers,
         body_read: Option<&js_sys::Uint8Array>,
     ) -> Self {
         Incoming {
-            headers: sys.headers(),
+            source: sys,
+            method: Some(method),
             view,
             body: match body_read {
                 Some(bytes) => JsValue::from(bytes),
-                None => stream_value(sys.body()),
+                None if matches!(method, "GET" | "HEAD") => JsValue::UNDEFINED,
+                None => JsValue::TRUE,
             },
         }
     }
 
     /// The client's headers without a body (GET requests of the cache).
-    fn headers_only(sys: &web_sys::Request, view: &'a Headers) -> Self {
+    fn headers_only(sys: &'a web_sys::Request, view: &'a Headers) -> Self {
         Incoming {
-            headers: sys.headers(),
+            source: sys,
+            method: None,
             view,
             body: JsValue::UNDEFINED,
         }
@@ -318,11 +370,13 @@ fn start_upstream(
     let url = format!("{}{}", base.trim_end_matches('/'), up.path_and_query);
 
     let service = service.map_or(JsValue::NULL, JsValue::from);
+    // The client's method is read in JS when it is the one to send.
+    let method = (incoming.method != Some(method)).then_some(method);
     Ok(fetch_upstream_js(
         &service,
         &url,
         method,
-        &incoming.headers,
+        incoming.source,
         &incoming.view.edits_to(&up.headers),
         &incoming.body,
         up.timeout_ms,
@@ -465,9 +519,8 @@ impl Pending {
 
 /// The configuration in force when no KV read is needed: the built-in one
 /// when no override namespace is bound, the cached override while fresh.
-fn cached_config(env: &Env, just_loaded: bool) -> Result<Option<Rc<ActiveConfig>>> {
+fn cached_config(env: &Env, just_loaded: bool, now: f64) -> Result<Option<Rc<ActiveConfig>>> {
     let ttl_ms = override_ttl_ms(env);
-    let now = date_now();
     let cached = CURRENT.with(|c| {
         c.borrow()
             .as_ref()
@@ -485,7 +538,7 @@ fn cached_config(env: &Env, just_loaded: bool) -> Result<Option<Rc<ActiveConfig>
 
 /// Whether the override namespace is bound (fixed for an isolate's life).
 fn has_override_kv(env: &Env) -> bool {
-    memoized(format!("kv:{OVERRIDE_KV}"), || {
+    memoized(Binding::Kv, OVERRIDE_KV, || {
         env.kv(OVERRIDE_KV).ok().map(|_| "1".to_string())
     })
     .is_some()
@@ -510,13 +563,14 @@ pub fn begin(
     body: Option<js_sys::Uint8Array>,
 ) -> std::result::Result<JsValue, JsValue> {
     install_panic_hook();
-    let Some(active) = cached_config(&env, loaded)? else {
+    let now_ms = date_now();
+    let Some(active) = cached_config(&env, loaded, now_ms)? else {
         return Ok(JsValue::from(NEED_CONFIG));
     };
     let sys = &req;
     let method = sys.method();
     let head_only = method.eq_ignore_ascii_case("HEAD");
-    let headers = headers_from_sys(&sys.headers());
+    let headers = Headers::from_flat(&flat_headers_of(sys));
     let Some(head) = RequestHead::from_url(&method, &sys.url(), headers) else {
         let s = crate::errors::render(EdgeError::BadRequest, RouteClass::Page, &random_uuid());
         return Ok(synthetic_response(&s, head_only)?.into());
@@ -550,7 +604,7 @@ pub fn begin(
     };
     let mut cx = Context {
         active: active.clone(),
-        request_id: pipeline::request_id(&head, random_uuid),
+        request_id: pipeline::request_id(&head, fallback_request_id),
         class: RouteClass::Page,
         route: None,
         upstream: None,
@@ -578,7 +632,7 @@ pub fn begin(
     }
     cx.inspection.body = body.as_ref().map(|b| b.to_vec());
     cx.inspection.body_len = body_len;
-    cx.inspection.now_unix = (date_now() / 1000.0) as i64;
+    cx.inspection.now_unix = (now_ms / 1000.0) as i64;
     cx.inspection.access_app = access_app(&env);
     let access = &waf_cfg.access;
     if waf_cfg.enabled
@@ -627,7 +681,7 @@ pub fn begin(
             Some(None) => Step::Forward(up),
             None | Some(Some(Lookup::Bypass(_))) => match start_upstream(
                 &env,
-                &Incoming::request(sys, &head.headers, body.as_ref()),
+                &Incoming::request(sys, &method, &head.headers, body.as_ref()),
                 &method,
                 &up,
             ) {
@@ -814,7 +868,7 @@ async fn proceed_inner(
     let (key, rule) = match cache::lookup(&active.config.cache, &head, &up.upstream, generation) {
         Lookup::Cache { key, rule } if cacheable => (key, rule.clone()),
         _ => {
-            let incoming = Incoming::request(sys, &head.headers, body_bytes.as_ref());
+            let incoming = Incoming::request(sys, &method, &head.headers, body_bytes.as_ref());
             let origin = fetch_upstream(env, &incoming, &method, &up).await;
             return finish(&pipeline, &cx, &head, origin, "BYPASS", None, head_only);
         }
@@ -906,7 +960,7 @@ fn after_lookup(
             )?),
         });
     };
-    let headers = headers_from_sys(&stored.headers());
+    let headers = Headers::from_flat(&flat_headers_of(&stored));
     let serve = |state: &str| {
         serve_stored(
             pipeline, cx, head, &stored, &headers, slot.now, state, head_only,
@@ -1219,9 +1273,11 @@ async fn refresh(
     let Ok(headers) = web_sys::Headers::new() else {
         return;
     };
+    let headers = JsValue::from(headers);
     let none = Headers::default();
     let incoming = Incoming {
-        headers,
+        source: &headers,
+        method: None,
         view: &none,
         body: JsValue::UNDEFINED,
     };
@@ -1230,7 +1286,7 @@ async fn refresh(
     };
     let head = ResponseHead {
         status: origin.status(),
-        headers: headers_from_sys(&origin.headers()),
+        headers: Headers::from_flat(&flat_headers_of(&origin)),
     };
     let now = (date_now() / 1000.0) as u64;
     if let Ok(Some(copy)) = cache_copy(cfg, rule, &head, origin.body(), now) {
@@ -1265,13 +1321,12 @@ fn serve_stored(
     pipeline.respond(cx, head, &mut resp);
     resp.headers.set("age", age.to_string());
     resp.headers.set("x-edge-cache", state);
-    let body = if head_only { None } else { stored.body() };
     Ok(respond_from(
         stored,
         resp.status,
-        "",
+        false,
         &stored_headers.edits_to(&resp.headers),
-        &stream_value(body),
+        !head_only,
     )?)
 }
 
@@ -1361,13 +1416,14 @@ fn finish(
             return synthetic_response(&s, head_only);
         }
     };
-    if origin.status() == 101 {
+    let status = origin.status();
+    if status == 101 {
         // A WebSocket handshake: hand the origin's socket to the client as is.
         return Ok(origin);
     }
     let raw = ResponseHead {
-        status: origin.status(),
-        headers: headers_from_sys(&origin.headers()),
+        status,
+        headers: Headers::from_flat(&flat_headers_of(&origin)),
     };
     if let Some(plan) = &store {
         store_copy(plan, &origin, &raw)?;
@@ -1375,13 +1431,12 @@ fn finish(
     let mut resp = raw.clone();
     pipeline.respond(cx, head, &mut resp);
     resp.headers.set("x-edge-cache", state);
-    let body = if head_only { None } else { origin.body() };
     Ok(respond_from(
         &origin,
         resp.status,
-        &origin.status_text(),
+        true,
         &raw.headers.edits_to(&resp.headers),
-        &stream_value(body),
+        !head_only,
     )?)
 }
 

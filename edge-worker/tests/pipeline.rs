@@ -675,3 +675,30 @@ fn bad_rate_limit_entries_are_named() {
     let e = c.validate().expect_err("bad binding");
     assert!(e.to_string().contains("rate_limits[0]"), "{e}");
 }
+
+#[test]
+fn fallback_request_ids_are_uuid_shaped_distinct_and_seed_dependent() {
+    use edge_worker::pipeline::RequestIds;
+    let mut ids = RequestIds::new("3f0c9a1e-8b2d-4c7e-9a51-0e6d2b7c4f18");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        let id = ids.next_id();
+        assert_eq!(id.len(), 36, "{id}");
+        let b = id.as_bytes();
+        assert!([8, 13, 18, 23].iter().all(|&i| b[i] == b'-'), "{id}");
+        assert_eq!(b[14], b'4', "version nibble: {id}");
+        assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "variant: {id}");
+        assert!(id
+            .bytes()
+            .all(|c| c == b'-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(seen.insert(id), "ids repeat");
+    }
+    let mut other = RequestIds::new("aa0c9a1e-8b2d-4c7e-9a51-0e6d2b7c4f18");
+    let mut again = RequestIds::new("3f0c9a1e-8b2d-4c7e-9a51-0e6d2b7c4f18");
+    let first = again.next_id();
+    assert!(seen.contains(&first), "same seed, same sequence");
+    assert!(
+        !seen.contains(&other.next_id()),
+        "another seed, another sequence"
+    );
+}
