@@ -294,6 +294,11 @@ impl Synthetic {
     }
 }
 
+/// Newlines in `s` (entries of the flat form are two lines each).
+fn memchr_count(s: &str) -> usize {
+    s.bytes().filter(|&b| b == b'\n').count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Headers;
@@ -355,9 +360,4 @@ mod tests {
         let h = Headers::from_pairs([("ok", "1"), ("bad", "x\ny"), ("also", "2")]);
         assert_eq!(Headers::from_flat(&h.to_flat()).len(), 2);
     }
-}
-
-/// Newlines in `s` (entries of the flat form are two lines each).
-fn memchr_count(s: &str) -> usize {
-    s.bytes().filter(|&b| b == b'\n').count()
 }

@@ -151,10 +151,13 @@ fn generation_and_upstream_are_part_of_the_key() {
     assert_eq!(cache::generation_for(&g, "/store/products"), 2);
 }
 
+/// Method, path, request headers, and the expected reason.
+type BypassCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], BypassReason);
+
 #[test]
 fn bypass_rules() {
     let c = cfg();
-    let cases: &[(&str, &str, &[(&str, &str)], BypassReason)] = &[
+    let cases: &[BypassCase] = &[
         ("POST", "/store/products", &[], BypassReason::Method),
         (
             "GET",

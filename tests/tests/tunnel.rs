@@ -438,20 +438,25 @@ async fn drift_is_repaired() {
     w.assert_converged();
 }
 
-#[tokio::test]
-async fn crash_after_every_mutating_call_converges() {
+/// Crashes a first run after each of its mutating calls in turn (the fake
+/// applies call n, then never answers; the run is dropped there, as a killed
+/// process would be); the re-run converges and the run after it changes
+/// nothing.
+async fn assert_crash_safe<F, Fut>(new_world: F, min_calls: usize, converged: impl Fn(&World))
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = World>,
+{
     // Count the mutating calls of a clean first run.
     let total = {
-        let w = World::new().await;
+        let w = new_world().await;
         assert_eq!(w.tunnel(&["up"]).await.code, 0);
         w.fake.mutating().len()
     };
-    assert!(total >= 9);
+    assert!(total >= min_calls, "{total} mutating calls");
     for n in 1..=total {
-        let w = World::new().await;
+        let w = new_world().await;
         w.fake.crash_after_mutation(n);
-        // The fake applies mutating call n, then never answers; the run is
-        // dropped there, as a killed process would be.
         tokio::select! {
             o = w.tunnel(&["up"]) => panic!("run finished without reaching mutating call {n}: {}", o.stdout),
             _ = w.fake.crashed() => {}
@@ -459,7 +464,7 @@ async fn crash_after_every_mutating_call_converges() {
         w.fake.clear_faults();
         let o = w.tunnel(&["up"]).await;
         assert_eq!(o.code, 0, "re-run after crash at {n}: {}", o.stderr);
-        w.assert_converged();
+        converged(&w);
         w.fake.clear_log();
         let o = w.tunnel(&["up"]).await;
         assert_eq!(o.code, 0);
@@ -469,6 +474,11 @@ async fn crash_after_every_mutating_call_converges() {
             w.fake.mutating()
         );
     }
+}
+
+#[tokio::test]
+async fn crash_after_every_mutating_call_converges() {
+    assert_crash_safe(World::new, 9, World::assert_converged).await;
 }
 
 #[tokio::test]
@@ -1636,32 +1646,10 @@ async fn workers_vpc_drift_is_repaired_and_other_services_are_left_alone() {
 
 #[tokio::test]
 async fn workers_vpc_crash_after_every_mutating_call_converges() {
-    let total = {
-        let w = World::new_vpc().await;
-        assert_eq!(w.tunnel(&["up"]).await.code, 0);
-        w.fake.mutating().len()
-    };
-    assert!(total >= 8);
-    for n in 1..=total {
-        let w = World::new_vpc().await;
-        w.fake.crash_after_mutation(n);
-        tokio::select! {
-            o = w.tunnel(&["up"]) => panic!("run finished without reaching mutating call {n}: {}", o.stdout),
-            _ = w.fake.crashed() => {}
-        }
-        w.fake.clear_faults();
-        let o = w.tunnel(&["up"]).await;
-        assert_eq!(o.code, 0, "re-run after crash at {n}: {}", o.stderr);
+    assert_crash_safe(World::new_vpc, 8, |w| {
         w.assert_converged_vpc();
-        w.fake.clear_log();
-        let o = w.tunnel(&["up"]).await;
-        assert_eq!(o.code, 0);
-        assert!(
-            w.fake.mutating().is_empty(),
-            "after crash at {n}: {:#?}",
-            w.fake.mutating()
-        );
-    }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -84,6 +84,21 @@ fn encode_query(pairs: Vec<(&str, String)>) -> String {
     ser.finish()
 }
 
+/// Implements [`Call`] for one of the crate's endpoint types.
+macro_rules! call {
+    ($ty:ty, $perm:expr, |$s:ident| $desc:expr) => {
+        impl Call for $ty {
+            fn describe(&self) -> String {
+                let $s = self;
+                $desc
+            }
+            fn permission(&self) -> &'static str {
+                $perm
+            }
+        }
+    };
+}
+
 /// Marks our result types as the crate's [`ApiResult`].
 macro_rules! api_result {
     ($($ty:ty),* $(,)?) => { $(impl ApiResult for $ty {})* };
@@ -159,17 +174,14 @@ pub fn list_tunnels<'a>(account: &'a str, name: &str) -> cfd::list_tunnels::List
     }
 }
 
-impl Call for cfd::list_tunnels::ListTunnels<'_> {
-    fn describe(&self) -> String {
-        format!(
-            "list tunnels named {}",
-            self.params.name.as_deref().unwrap_or("(any)")
-        )
-    }
-    fn permission(&self) -> &'static str {
-        perm::TUNNEL
-    }
-}
+call!(
+    cfd::list_tunnels::ListTunnels<'_>,
+    perm::TUNNEL,
+    |s| format!(
+        "list tunnels named {}",
+        s.params.name.as_deref().unwrap_or("(any)")
+    )
+);
 
 /// The secret a new tunnel is created with. For a remotely managed tunnel
 /// it only ever travels inside the tunnel token the API hands out, so it is
@@ -212,14 +224,11 @@ pub fn create_tunnel<'a>(
     }
 }
 
-impl Call for cfd::create_tunnel::CreateTunnel<'_> {
-    fn describe(&self) -> String {
-        format!("create tunnel {}", self.params.name)
-    }
-    fn permission(&self) -> &'static str {
-        perm::TUNNEL
-    }
-}
+call!(
+    cfd::create_tunnel::CreateTunnel<'_>,
+    perm::TUNNEL,
+    |s| format!("create tunnel {}", s.params.name)
+);
 
 /// A tunnel token (the value of cloudflared's `TUNNEL_TOKEN`).
 #[derive(Debug, Clone, Deserialize)]
@@ -901,14 +910,10 @@ pub fn list_worker_secrets<'a>(account: &'a str, script: &'a str) -> workers::Li
     }
 }
 
-impl Call for workers::ListSecrets<'_> {
-    fn describe(&self) -> String {
-        format!("list secrets of Worker {}", self.script_name)
-    }
-    fn permission(&self) -> &'static str {
-        perm::WORKERS
-    }
-}
+call!(workers::ListSecrets<'_>, perm::WORKERS, |s| format!(
+    "list secrets of Worker {}",
+    s.script_name
+));
 
 /// The crate's `CreateSecret` (a PUT that creates or replaces).
 pub fn put_worker_secret<'a>(
@@ -928,17 +933,10 @@ pub fn put_worker_secret<'a>(
     }
 }
 
-impl Call for workers::CreateSecret<'_> {
-    fn describe(&self) -> String {
-        format!(
-            "set secret {} of Worker {}",
-            self.params.name, self.script_name
-        )
-    }
-    fn permission(&self) -> &'static str {
-        perm::WORKERS
-    }
-}
+call!(workers::CreateSecret<'_>, perm::WORKERS, |s| format!(
+    "set secret {} of Worker {}",
+    s.params.name, s.script_name
+));
 
 /// The crate's `DeleteSecret`.
 pub fn delete_worker_secret<'a>(
@@ -953,17 +951,10 @@ pub fn delete_worker_secret<'a>(
     }
 }
 
-impl Call for workers::DeleteSecret<'_> {
-    fn describe(&self) -> String {
-        format!(
-            "delete secret {} of Worker {}",
-            self.secret_name, self.script_name
-        )
-    }
-    fn permission(&self) -> &'static str {
-        perm::WORKERS
-    }
-}
+call!(workers::DeleteSecret<'_>, perm::WORKERS, |s| format!(
+    "delete secret {} of Worker {}",
+    s.secret_name, s.script_name
+));
 
 // ---------- Workers KV (the crate's endpoints) ----------
 
@@ -980,14 +971,10 @@ pub fn read_kv<'a>(
     }
 }
 
-impl Call for workerskv::read_key::ReadKey<'_> {
-    fn describe(&self) -> String {
-        format!("read KV key {}", self.key)
-    }
-    fn permission(&self) -> &'static str {
-        perm::KV
-    }
-}
+call!(workerskv::read_key::ReadKey<'_>, perm::KV, |s| format!(
+    "read KV key {}",
+    s.key
+));
 
 /// The crate's `WriteKey` with a plain value.
 pub fn write_kv<'a>(
@@ -1005,14 +992,10 @@ pub fn write_kv<'a>(
     }
 }
 
-impl Call for workerskv::write_key::WriteKey<'_> {
-    fn describe(&self) -> String {
-        format!("write KV key {}", self.key)
-    }
-    fn permission(&self) -> &'static str {
-        perm::KV
-    }
-}
+call!(workerskv::write_key::WriteKey<'_>, perm::KV, |s| format!(
+    "write KV key {}",
+    s.key
+));
 
 #[cfg(test)]
 mod tests {
