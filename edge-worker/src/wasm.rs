@@ -171,20 +171,8 @@ fn secret(env: &Env, name: &str) -> Option<String> {
     })
 }
 
-/// `EDGE_CONFIG_TTL_SECONDS` in milliseconds (parsed once per isolate).
+/// `EDGE_CONFIG_TTL_SECONDS` in milliseconds.
 fn override_ttl_ms(env: &Env) -> f64 {
-    thread_local! {
-        static TTL_MS: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
-    }
-    if let Some(ms) = TTL_MS.with(|t| t.get()) {
-        return ms;
-    }
-    let ms = read_override_ttl_ms(env);
-    TTL_MS.with(|t| t.set(Some(ms)));
-    ms
-}
-
-fn read_override_ttl_ms(env: &Env) -> f64 {
     var(env, OVERRIDE_TTL_VAR)
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(DEFAULT_OVERRIDE_TTL_SECONDS)
@@ -254,6 +242,11 @@ fn log_json(level: &str, event: &str, message: &str) {
     }
 }
 
+/// The headers of a Request or Response, read in one call.
+fn headers_of(message: &JsValue) -> Headers {
+    Headers::from_flat(&flat_headers_of(message))
+}
+
 /// A response with `head` and `body` (a stream, a string, or nothing).
 fn response_with(
     head: &ResponseHead,
@@ -287,9 +280,6 @@ enum FetchFailure {
     NotConfigured(String),
 }
 
-/// Starts the upstream request, streaming the client's body, not following
-/// redirects, and giving up on the response headers after the timeout (see
-/// js/glue.js). The promise settles with the response or a failure string.
 /// What an upstream request is built from: the client's request (its
 /// headers are copied natively in JS, after edits from the Rust view they
 /// were read into), or a `Headers` object when there is no client request;
@@ -338,6 +328,9 @@ impl<'a> Incoming<'a> {
     }
 }
 
+/// Starts the upstream request, streaming the client's body, not following
+/// redirects, and giving up on the response headers after the timeout (see
+/// js/glue.js). The promise settles with the response or a failure string.
 fn start_upstream(
     env: &Env,
     incoming: &Incoming<'_>,
@@ -570,7 +563,7 @@ pub fn begin(
     let sys = &req;
     let method = sys.method();
     let head_only = method.eq_ignore_ascii_case("HEAD");
-    let headers = Headers::from_flat(&flat_headers_of(sys));
+    let headers = headers_of(sys);
     let Some(head) = RequestHead::from_url(&method, &sys.url(), headers) else {
         let s = crate::errors::render(EdgeError::BadRequest, RouteClass::Page, &random_uuid());
         return Ok(synthetic_response(&s, head_only)?.into());
@@ -960,7 +953,7 @@ fn after_lookup(
             )?),
         });
     };
-    let headers = Headers::from_flat(&flat_headers_of(&stored));
+    let headers = headers_of(&stored);
     let serve = |state: &str| {
         serve_stored(
             pipeline, cx, head, &stored, &headers, slot.now, state, head_only,
@@ -1286,7 +1279,7 @@ async fn refresh(
     };
     let head = ResponseHead {
         status: origin.status(),
-        headers: Headers::from_flat(&flat_headers_of(&origin)),
+        headers: headers_of(&origin),
     };
     let now = (date_now() / 1000.0) as u64;
     if let Ok(Some(copy)) = cache_copy(cfg, rule, &head, origin.body(), now) {
@@ -1423,7 +1416,7 @@ fn finish(
     }
     let raw = ResponseHead {
         status,
-        headers: Headers::from_flat(&flat_headers_of(&origin)),
+        headers: headers_of(&origin),
     };
     if let Some(plan) = &store {
         store_copy(plan, &origin, &raw)?;

@@ -219,21 +219,27 @@ impl Reconciler {
         self.client.list_all(ep).await.map_err(classify)
     }
 
-    /// Our tunnel, if it exists: found by name with the crate's list call,
-    /// then read whole (the crate's list type has no `config_src`/`status`).
-    async fn find_tunnel(&self) -> Result<Option<Tunnel>, TunnelError> {
+    /// The id of our tunnel, if it exists (found by name with the crate's
+    /// list call).
+    async fn find_tunnel_id(&self) -> Result<Option<String>, TunnelError> {
         let name = self.spec.tunnel_name();
         let listed = self.read_all(&list_tunnels(&self.account, &name)).await?;
-        let Some(t) = listed
+        Ok(listed
             .into_iter()
             .find(|t| t.name == name && t.deleted_at.is_none())
-        else {
+            .map(|t| t.id.to_string()))
+    }
+
+    /// Our tunnel, if it exists, read whole (the crate's list type has no
+    /// `config_src`/`status`).
+    async fn find_tunnel(&self) -> Result<Option<Tunnel>, TunnelError> {
+        let Some(tunnel_id) = self.find_tunnel_id().await? else {
             return Ok(None);
         };
         let t = self
             .read(&GetTunnel {
                 account: self.account.clone(),
-                tunnel_id: t.id.to_string(),
+                tunnel_id,
             })
             .await?;
         Ok(Some(t))
@@ -781,7 +787,7 @@ impl Reconciler {
     /// The platform step puts it into Secret `cloudflared/cloudflared-token`,
     /// key `token`; it is never written to the repo.
     pub async fn tunnel_token(&self) -> Result<SecretString, TunnelError> {
-        let t = self.find_tunnel().await?.ok_or_else(|| {
+        let tunnel_id = self.find_tunnel_id().await?.ok_or_else(|| {
             TunnelError::Spec(format!(
                 "tunnel {} does not exist: run `provisioner tunnel up` first",
                 self.spec.tunnel_name()
@@ -790,7 +796,7 @@ impl Reconciler {
         let token = self
             .read(&GetTunnelToken {
                 account: self.account.clone(),
-                tunnel_id: t.id,
+                tunnel_id,
             })
             .await?;
         Ok(token.0 .0)

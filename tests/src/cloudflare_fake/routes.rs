@@ -404,7 +404,7 @@ fn route(
             let secret = match b.get("tunnel_secret") {
                 None | Some(Value::Null) => base64_std(&rand::random::<[u8; 32]>()),
                 Some(v) => {
-                    use base64::Engine;
+                    use base64::Engine as _;
                     let s = v.as_str().unwrap_or_default();
                     match base64::engine::general_purpose::STANDARD.decode(s) {
                         Ok(bytes) if bytes.len() >= 32 => s.to_string(),
@@ -699,17 +699,7 @@ fn route(
         }
         ("POST", ["accounts", acc, "connectivity", "directory", "services"]) => {
             let b = st.validate_vpc_service(acc, &body_json(body)?)?;
-            if st
-                .vpc_services
-                .iter()
-                .any(|v| &v.account == acc && v.body["name"] == b["name"])
-            {
-                return Err(err(
-                    409,
-                    VPC_NAME_TAKEN,
-                    "A service with this name already exists",
-                ));
-            }
+            vpc_name_taken(st, acc, &b["name"], None)?;
             let now = rfc3339(now_unix());
             let v = VpcService {
                 id: uuid(),
@@ -732,17 +722,7 @@ fn route(
         }
         ("PUT", ["accounts", acc, "connectivity", "directory", "services", id]) => {
             let b = st.validate_vpc_service(acc, &body_json(body)?)?;
-            if st
-                .vpc_services
-                .iter()
-                .any(|v| &v.account == acc && &v.id != id && v.body["name"] == b["name"])
-            {
-                return Err(err(
-                    409,
-                    VPC_NAME_TAKEN,
-                    "A service with this name already exists",
-                ));
-            }
+            vpc_name_taken(st, acc, &b["name"], Some(id))?;
             let v = st
                 .vpc_services
                 .iter_mut()
@@ -834,21 +814,25 @@ fn decode(s: &str) -> String {
 }
 
 fn base64_std(b: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// A VPC service name is unique in the account (`except`: the service being
+/// replaced by a PUT).
+fn vpc_name_taken(st: &State, acc: &str, name: &Value, except: Option<&str>) -> Result<(), ApiErr> {
+    if st
+        .vpc_services
+        .iter()
+        .any(|v| v.account == acc && Some(v.id.as_str()) != except && &v.body["name"] == name)
+    {
+        return Err(err(
+            409,
+            VPC_NAME_TAKEN,
+            "A service with this name already exists",
+        ));
     }
-    out
+    Ok(())
 }
 
 fn zone_name(st: &State, zone: &str) -> Result<String, ApiErr> {

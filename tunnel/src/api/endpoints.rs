@@ -37,6 +37,22 @@ pub mod perm {
     pub const CONNECTIVITY: &str = "Account: Connectivity Directory Admin";
 }
 
+/// Implements [`Call`] for one of the crate's endpoint types.
+macro_rules! call {
+    ($ty:ty, $perm:expr, |$s:ident| $desc:expr) => {
+        impl Call for $ty {
+            #[allow(unused_variables)]
+            fn describe(&self) -> String {
+                let $s = self;
+                $desc
+            }
+            fn permission(&self) -> &'static str {
+                $perm
+            }
+        }
+    };
+}
+
 /// Implements the `cloudflare` crate's [`EndpointSpec`] (JSON result) and our
 /// [`Call`] for one of our endpoint types.
 macro_rules! endpoint {
@@ -62,16 +78,7 @@ macro_rules! endpoint {
                 Some(RequestBody::Json(($body).to_string()))
             })?
         }
-        impl Call for $ty {
-            #[allow(unused_variables)]
-            fn describe(&self) -> String {
-                let $s = self;
-                $desc
-            }
-            fn permission(&self) -> &'static str {
-                $perm
-            }
-        }
+        call!($ty, $perm, |$s| $desc);
     };
 }
 
@@ -82,21 +89,6 @@ fn encode_query(pairs: Vec<(&str, String)>) -> String {
         ser.append_pair(k, &v);
     }
     ser.finish()
-}
-
-/// Implements [`Call`] for one of the crate's endpoint types.
-macro_rules! call {
-    ($ty:ty, $perm:expr, |$s:ident| $desc:expr) => {
-        impl Call for $ty {
-            fn describe(&self) -> String {
-                let $s = self;
-                $desc
-            }
-            fn permission(&self) -> &'static str {
-                $perm
-            }
-        }
-    };
 }
 
 /// Marks our result types as the crate's [`ApiResult`].

@@ -97,6 +97,19 @@ async fn load(url: &str, seconds: f64, concurrency: usize) -> anyhow::Result<Sta
     })
 }
 
+/// A plain-JS baseline worker (`script`, relative to the repo) in front of
+/// `origin`.
+async fn js_worker(script: &str, origin: &str) -> anyhow::Result<Edge> {
+    Edge::start(EdgeOptions {
+        script: Some(repo_root().join(script)),
+        vars: [("ORIGIN_URL".to_string(), origin.to_string())]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    })
+    .await
+}
+
 /// The sample with the median req/s.
 fn median_round(mut v: Vec<Stats>) -> Option<Stats> {
     if v.is_empty() {
@@ -186,23 +199,8 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let origin_url = format!("{}{path}", rust.medusa.url());
-    let js = Edge::start(EdgeOptions {
-        script: Some(repo_root().join("edge-worker/js/passthrough.mjs")),
-        vars: [("ORIGIN_URL".to_string(), rust.medusa.url())]
-            .into_iter()
-            .collect(),
-        ..Default::default()
-    })
-    .await?;
-
-    let required = Edge::start(EdgeOptions {
-        script: Some(repo_root().join("edge-worker/js/required-work.mjs")),
-        vars: [("ORIGIN_URL".to_string(), rust.medusa.url())]
-            .into_iter()
-            .collect(),
-        ..Default::default()
-    })
-    .await?;
+    let js = js_worker("edge-worker/js/passthrough.mjs", &rust.medusa.url()).await?;
+    let required = js_worker("edge-worker/js/required-work.mjs", &rust.medusa.url()).await?;
 
     // The same worker with its WAF layer switched off by a config override:
     // the cost of routing and proxying alone.
